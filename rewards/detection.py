@@ -1,0 +1,158 @@
+"""Detection rewards: ``detection_iou``, ``detection_confidence``, ``detection_map``.
+
+Each has a per-sample scoring function (``score_*``) on boxes already in original-image pixels,
+used by the TRL-facing reward and reusable by evaluation. Negative samples (no ground-truth box)
+score 1 when the answer gives no box and 0 when it gives any.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from rewards.ap import COCO_IOU_THRESHOLDS, average_precision
+from rewards.inputs import Sample, score_each
+from rewards.matching import box_iou, match_boxes
+from rewards.parsing import NONE_PHRASES, BoxAnswer
+from rewards.registry import register
+
+DETECTION_TASKS = ("detection",)
+
+
+def _negative_score(answer: BoxAnswer) -> float:
+    """A negative sample: 1 for an explicit "no object" answer or an empty parsed box list."""
+    return 1.0 if answer.parsed and answer.n_pred == 0 else 0.0
+
+
+def score_detection_iou(
+    answer: BoxAnswer, gt_boxes: np.ndarray, gt_labels: Sequence[str | None] | None = None, label_aware: bool = True
+) -> float:
+    """Sum of optimally matched IoUs over max(#ground truth, #predicted), in [0, 1].
+
+    Missed ground truth and extra (or invalid) predicted boxes both lower the score, so box spam,
+    duplicates and a single giant box score low.
+    """
+    if len(gt_boxes) == 0:
+        return _negative_score(answer)
+    if answer.n_pred == 0:
+        return 0.0
+    labels = (answer.labels, gt_labels) if label_aware else (None, None)
+    matches = match_boxes(answer.boxes, gt_boxes, *labels)
+    return float(matches.iou.sum() / max(len(gt_boxes), answer.n_pred))
+
+
+def score_detection_confidence(
+    answer: BoxAnswer,
+    gt_boxes: np.ndarray,
+    gt_labels: Sequence[str | None] | None = None,
+    iou_threshold: float = 0.5,
+    default_confidence: float = 1.0,
+    coverage: bool = True,
+    label_aware: bool = True,
+) -> float:
+    """Visual-RFT's confidence reward: each predicted box earns its confidence if it matches a
+    ground-truth box (IoU > ``iou_threshold``) and 1 - confidence otherwise, averaged.
+
+    With ``coverage`` (default) the average is multiplied by matched / max(#gt, #predicted), so
+    that spamming low-confidence boxes, or answering boxes on a negative sample, earns nothing.
+    ``coverage=False`` is Visual-RFT's original (gameable) form.
+    """
+    if len(gt_boxes) == 0 and answer.n_pred == 0:
+        return _negative_score(answer)
+    if answer.n_pred == 0:
+        return 0.0
+    labels = (answer.labels, gt_labels) if label_aware else (None, None)
+    matched = np.zeros(len(answer.boxes), dtype=bool)
+    if len(gt_boxes):
+        matched[match_boxes(answer.boxes, gt_boxes, *labels, min_iou=iou_threshold).pred] = True
+    conf = np.array([default_confidence if s is None else s for s in answer.scores], dtype=np.float64)
+    earned = np.where(matched, conf, 1.0 - conf).sum() / answer.n_pred  # invalid boxes earn 0
+    if coverage:
+        earned *= matched.sum() / max(len(gt_boxes), answer.n_pred)
+    return float(earned)
+
+
+def score_detection_map(
+    answer: BoxAnswer,
+    gt_boxes: np.ndarray,
+    iou_thresholds: Sequence[float] = COCO_IOU_THRESHOLDS,
+    default_confidence: float = 1.0,
+) -> float:
+    """COCO-style AP of the answer's boxes on this one image (class-agnostic).
+
+    Invalid boxes count as false positives at the default confidence.
+    """
+    if len(gt_boxes) == 0:
+        return _negative_score(answer)
+    ious = np.vstack([box_iou(answer.boxes, gt_boxes), np.zeros((answer.n_invalid, len(gt_boxes)))])
+    scores = [default_confidence if s is None else s for s in answer.scores]
+    scores += [default_confidence] * answer.n_invalid
+    return average_precision(ious, scores, iou_thresholds)
+
+
+def _thresholds(iou_thresholds: str | float | Sequence[float]) -> Sequence[float]:
+    if iou_thresholds == "coco":
+        return COCO_IOU_THRESHOLDS
+    if isinstance(iou_thresholds, (int, float)):
+        return [float(iou_thresholds)]
+    return [float(t) for t in iou_thresholds]
+
+
+@register("detection_iou")
+def detection_iou(
+    completions: list,
+    *,
+    label_aware: bool = True,
+    none_phrases: Sequence[str] = NONE_PHRASES,
+    tasks: Sequence[str] = DETECTION_TASKS,
+    **columns: Any,
+) -> list[float | None]:
+    """Matched-IoU reward: sum of Hungarian-matched IoUs / max(#gt, #predicted)."""
+
+    def score(text: str, s: Sample) -> float:
+        return score_detection_iou(s.predicted_boxes(text, none_phrases), s.gt_boxes, s.gt_labels, label_aware)
+
+    return score_each(completions, columns, tasks, score)
+
+
+@register("detection_confidence")
+def detection_confidence(
+    completions: list,
+    *,
+    iou_threshold: float = 0.5,
+    default_confidence: float = 1.0,
+    coverage: bool = True,
+    label_aware: bool = True,
+    none_phrases: Sequence[str] = NONE_PHRASES,
+    tasks: Sequence[str] = DETECTION_TASKS,
+    **columns: Any,
+) -> list[float | None]:
+    """Visual-RFT confidence reward (see :func:`score_detection_confidence`)."""
+
+    def score(text: str, s: Sample) -> float:
+        answer = s.predicted_boxes(text, none_phrases)
+        return score_detection_confidence(
+            answer, s.gt_boxes, s.gt_labels, iou_threshold, default_confidence, coverage, label_aware
+        )
+
+    return score_each(completions, columns, tasks, score)
+
+
+@register("detection_map")
+def detection_map(
+    completions: list,
+    *,
+    iou_thresholds: str | float | Sequence[float] = "coco",
+    default_confidence: float = 1.0,
+    none_phrases: Sequence[str] = NONE_PHRASES,
+    tasks: Sequence[str] = DETECTION_TASKS,
+    **columns: Any,
+) -> list[float | None]:
+    """Per-sample COCO AP: AP@[.5:.95] by default, ``iou_thresholds=0.5`` for AP50."""
+    thresholds = _thresholds(iou_thresholds)
+
+    def score(text: str, s: Sample) -> float:
+        return score_detection_map(s.predicted_boxes(text, none_phrases), s.gt_boxes, thresholds, default_confidence)
+
+    return score_each(completions, columns, tasks, score)

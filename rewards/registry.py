@@ -1,0 +1,139 @@
+"""The reward plugin registry: ``register``, ``get``, ``available``.
+
+A reward is a TRL reward function ``fn(completions, *, <options>, **columns) -> list[float | None]``.
+Its keyword-only parameters with defaults are its options, set by ``get(spec, **options)``
+(from a recipe's ``kwargs``); everything else TRL passes (dataset columns, ``prompts``,
+``trainer_state`` ...) arrives in ``**columns``.
+
+``spec`` is a registered name, ``"package.module:function"`` or ``"path/to/file.py:function"``.
+Third-party packages register through the entry-point group ``rft.rewards``.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib
+import importlib.util
+import inspect
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any, Callable
+
+ENTRY_POINT_GROUP = "rft.rewards"
+
+RewardFn = Callable[..., list]
+
+_REGISTRY: dict[str, RewardFn] = {}
+_entry_points_loaded = False
+
+
+class RewardSpecError(ValueError):
+    """A reward spec or option that cannot be resolved; the message says what is available."""
+
+
+def register(name: str) -> Callable[[RewardFn], RewardFn]:
+    """Decorator: register a reward function under ``name``."""
+
+    def decorator(fn: RewardFn) -> RewardFn:
+        existing = _REGISTRY.get(name)
+        if existing is not None and existing is not fn and _qualname(existing) != _qualname(fn):
+            raise RewardSpecError(f"reward {name!r} is already registered by {_qualname(existing)}")
+        _REGISTRY[name] = fn
+        return fn
+
+    return decorator
+
+
+def _qualname(fn: Callable) -> str:
+    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
+
+
+def _load_entry_points() -> None:
+    global _entry_points_loaded
+    if _entry_points_loaded:
+        return
+    _entry_points_loaded = True
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name not in _REGISTRY:
+            try:
+                _REGISTRY[ep.name] = ep.load()
+            except Exception as exc:  # a broken third-party plugin must not hide the others
+                raise RewardSpecError(f"entry point {ep.name!r} ({ep.value}) failed to load: {exc}") from exc
+
+
+def available() -> list[str]:
+    """Names of all registered rewards, built-in and from entry points."""
+    _load_entry_points()
+    return sorted(_REGISTRY)
+
+
+def options(fn: RewardFn) -> dict[str, Any]:
+    """The options of a reward function (keyword-only parameters with defaults) and their defaults."""
+    params = inspect.signature(fn).parameters.values()
+    return {p.name: p.default for p in params if p.kind is p.KEYWORD_ONLY and p.default is not p.empty}
+
+
+def _load_file(path: str, attr: str, spec: str) -> RewardFn:
+    file = Path(path).expanduser().resolve()
+    if not file.is_file():
+        raise RewardSpecError(f"reward file not found: {path} (from reward spec {spec!r})")
+    digest = hashlib.sha1(str(file).encode()).hexdigest()[:10]
+    module_spec = importlib.util.spec_from_file_location(f"rft_user_rewards.{file.stem}_{digest}", file)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return _attribute(module, attr, spec)
+
+
+def _attribute(module: Any, attr: str, spec: str) -> RewardFn:
+    fn = getattr(module, attr, None)
+    if not callable(fn):
+        names = sorted(n for n, v in vars(module).items() if inspect.isfunction(v) and not n.startswith("_"))
+        raise RewardSpecError(f"{spec!r}: no function {attr!r} in {module.__name__}; functions there: {names}")
+    return fn
+
+
+def resolve(spec: str) -> tuple[str, RewardFn]:
+    """The (name, function) a spec names, without binding options."""
+    if ":" in spec:
+        target, attr = spec.rsplit(":", 1)
+        if target.endswith(".py") or "/" in target or "\\" in target:
+            return attr, _load_file(target, attr, spec)
+        try:
+            module = importlib.import_module(target)
+        except ImportError as exc:
+            raise RewardSpecError(f"reward spec {spec!r}: cannot import {target!r}: {exc}") from exc
+        return attr, _attribute(module, attr, spec)
+    if spec not in _REGISTRY:
+        _load_entry_points()
+    if spec not in _REGISTRY:
+        raise RewardSpecError(
+            f"unknown reward {spec!r}; registered rewards: {', '.join(available())} "
+            "(or give 'package.module:function' or 'path/to/file.py:function')"
+        )
+    return spec, _REGISTRY[spec]
+
+
+def get(spec: str, name: str | None = None, **opts: Any) -> RewardFn:
+    """A reward callable for ``spec`` with ``opts`` bound; its ``__name__`` is ``name`` or the spec's name.
+
+    Unknown options fail with the list of the reward's options (unless it takes ``**kwargs``
+    only, in which case options are passed through to it unchecked).
+    """
+    reg_name, fn = resolve(spec)
+    allowed = options(fn)
+    has_var_kw = any(p.kind is p.VAR_KEYWORD for p in inspect.signature(fn).parameters.values())
+    unknown = sorted(set(opts) - set(allowed))
+    if unknown and (allowed or not has_var_kw):
+        raise RewardSpecError(
+            f"reward {reg_name!r} has no option {', '.join(map(repr, unknown))}; "
+            f"its options: {', '.join(sorted(allowed)) or '(none)'}"
+        )
+
+    @functools.wraps(fn)
+    def reward(completions: list, **columns: Any) -> list:
+        return fn(completions, **{**columns, **opts})
+
+    reward.__name__ = reward.__qualname__ = name or reg_name
+    reward.options = {**allowed, **opts}  # type: ignore[attr-defined]
+    return reward

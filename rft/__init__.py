@@ -1,0 +1,1 @@
+"""rft: reinforcement fine-tuning for vision-language models."""
