@@ -78,17 +78,23 @@ def score_detection_map(
     gt_boxes: np.ndarray,
     iou_thresholds: Sequence[float] = COCO_IOU_THRESHOLDS,
     default_confidence: float = 1.0,
+    count_penalty: bool = True,
 ) -> float:
     """COCO-style AP of the answer's boxes on this one image (class-agnostic).
 
-    Invalid boxes count as false positives at the default confidence.
+    Invalid boxes count as false positives at the default confidence. AP ignores false
+    positives ranked below every true one, so box spam would cost nothing; ``count_penalty``
+    (default) multiplies by min(1, #gt / #predicted). ``count_penalty=False`` is COCO's AP.
     """
     if len(gt_boxes) == 0:
         return _negative_score(answer)
-    ious = np.vstack([box_iou(answer.boxes, gt_boxes), np.zeros((answer.n_invalid, len(gt_boxes)))])
-    scores = [default_confidence if s is None else s for s in answer.scores]
-    scores += [default_confidence] * answer.n_invalid
-    return average_precision(ious, scores, iou_thresholds)
+    scores = np.array([default_confidence if s is None else s for s in answer.scores] + [default_confidence] * answer.n_invalid)
+    boxes = np.vstack([answer.boxes, np.full((answer.n_invalid, 4), np.inf)])
+    # Ties in score are broken by box coordinates, so the reward does not depend on answer order.
+    order = np.lexsort((*boxes.T[::-1], -scores))
+    ious = np.vstack([box_iou(answer.boxes, gt_boxes), np.zeros((answer.n_invalid, len(gt_boxes)))])[order]
+    ap = average_precision(ious, scores[order], iou_thresholds)
+    return ap * min(1.0, len(gt_boxes) / answer.n_pred) if count_penalty and answer.n_pred else ap
 
 
 def _thresholds(iou_thresholds: str | float | Sequence[float]) -> Sequence[float]:
@@ -145,14 +151,16 @@ def detection_map(
     *,
     iou_thresholds: str | float | Sequence[float] = "coco",
     default_confidence: float = 1.0,
+    count_penalty: bool = True,
     none_phrases: Sequence[str] = NONE_PHRASES,
     tasks: Sequence[str] = DETECTION_TASKS,
     **columns: Any,
 ) -> list[float | None]:
-    """Per-sample COCO AP: AP@[.5:.95] by default, ``iou_thresholds=0.5`` for AP50."""
+    """Per-sample COCO AP: AP@[.5:.95] by default, ``iou_thresholds=0.5`` for AP50 (see :func:`score_detection_map`)."""
     thresholds = _thresholds(iou_thresholds)
 
     def score(text: str, s: Sample) -> float:
-        return score_detection_map(s.predicted_boxes(text, none_phrases), s.gt_boxes, thresholds, default_confidence)
+        answer = s.predicted_boxes(text, none_phrases)
+        return score_detection_map(answer, s.gt_boxes, thresholds, default_confidence, count_penalty)
 
     return score_each(completions, columns, tasks, score)

@@ -80,14 +80,16 @@ def check_reward(
     if not samples:
         raise AssertionError("check_reward needs at least one sample")
     columns = _columns(samples)
-    values = fn([s["completion"] for s in samples], **columns)
-    result = _check_values(name, values, len(samples), low, high, "the given samples")
-    for i, sample in enumerate(samples):
-        batch = list(malformed)
-        repeated = {k: [v[i]] * len(batch) for k, v in columns.items()}
+
+    def run(batch: list, cols: dict[str, list], what: str) -> list[float | None]:
         try:
-            values = fn(batch, **repeated)
+            values = fn(batch, **cols)
         except Exception as exc:
-            raise AssertionError(f"{name} raised {type(exc).__name__}: {exc} on malformed completions with sample {i}") from exc
-        _check_values(name, values, len(batch), low, high, f"malformed completions with sample {i}")
+            raise AssertionError(f"{name} raised {type(exc).__name__}: {exc} on {what}") from exc
+        return _check_values(name, values, len(batch), low, high, what)
+
+    result = run([s["completion"] for s in samples], columns, "the given samples")
+    for i in range(len(samples)):
+        batch = list(malformed)
+        run(batch, {k: [v[i]] * len(batch) for k, v in columns.items()}, f"malformed completions with sample {i}")
     return result

@@ -68,14 +68,23 @@ def test_detection_map_reward_equals_pycocotools_through_norm1000():
     scores = [0.9, 0.8, 0.7, 0.6]
     size = (200, 200)
     answer = [{"Position": [v * 1000 / 200 for v in d], "Confidence": s} for d, s in zip(dets, scores)]
-    reward = rewards.get("detection_map")
+    reward = rewards.get("detection_map", count_penalty=False)
     value = reward(
         [f"<answer>{json.dumps(answer)}</answer>"],
         solution=[{"boxes": gt}], image_size=[size], coord_format=["norm1000"], task=["detection"],
     )[0]
     assert value == pytest.approx(pycocotools_ap(gt, dets, scores), abs=1e-9)
-    ap50 = rewards.get("detection_map", iou_thresholds=0.5)(
+    ap50 = rewards.get("detection_map", iou_thresholds=0.5, count_penalty=False)(
         [f"<answer>{json.dumps(answer)}</answer>"],
         solution=[{"boxes": gt}], image_size=[size], coord_format=["norm1000"], task=["detection"],
     )[0]
     assert ap50 == pytest.approx(pycocotools_ap(gt, dets, scores, 0.5), abs=1e-9)
+
+
+def test_count_penalty_scales_by_extra_boxes():
+    boxes = [[10, 20, 60, 80], [100, 100, 150, 190], [0, 0, 5, 5], [0, 0, 6, 6]]
+    answer = "<answer>" + json.dumps([{"Position": b, "Confidence": c} for b, c in zip(boxes, [0.9, 0.8, 0.2, 0.1])]) + "</answer>"
+    cols = dict(solution=[{"boxes": [[10, 20, 60, 80], [100, 100, 150, 190]]}], image_size=[(200, 200)],
+                coord_format=["pixels"], task=["detection"])
+    assert rewards.get("detection_map", count_penalty=False)([answer], **cols) == [pytest.approx(1.0)]
+    assert rewards.get("detection_map")([answer], **cols) == [pytest.approx(0.5)]
