@@ -17,32 +17,39 @@ RECALL_THRESHOLDS = np.linspace(0.0, 1.0, 101)
 MAX_DETECTIONS = 100
 
 
-def _greedy_matches(ious: np.ndarray, threshold: float) -> np.ndarray:
-    """Per detection (in score order), whether it matched a ground-truth box at ``threshold``."""
+def _greedy_matches(ious: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """(T, D) whether each detection (in score order) matched at each threshold.
+
+    As COCOeval: a detection takes the unmatched ground truth of highest IoU >= the threshold
+    (the last one on ties); all thresholds advance together.
+    """
     n_det, n_gt = ious.shape
-    gt_taken = np.zeros(n_gt, dtype=bool)
-    det_hit = np.zeros(n_det, dtype=bool)
+    floor = np.minimum(thresholds, 1 - 1e-10)[:, None]
+    taken = np.zeros((len(thresholds), n_gt), dtype=bool)
+    hits = np.zeros((len(thresholds), n_det), dtype=bool)
+    rows = np.arange(len(thresholds))
     for d in range(n_det):
-        best, match = min(threshold, 1 - 1e-10), -1
-        for g in range(n_gt):
-            if gt_taken[g] or ious[d, g] < best:
-                continue
-            best, match = ious[d, g], g
-        if match >= 0:
-            gt_taken[match] = True
-            det_hit[d] = True
-    return det_hit
+        candidates = np.where(~taken & (ious[d] >= floor), ious[d], -1.0)
+        best = n_gt - 1 - np.argmax(candidates[:, ::-1], axis=1)  # last index among equal maxima
+        hit = candidates[rows, best] >= 0
+        taken[rows[hit], best[hit]] = True
+        hits[:, d] = hit
+    return hits
 
 
-def _interpolated_ap(hits: np.ndarray, n_gt: int) -> float:
-    tp = np.cumsum(hits, dtype=np.float64)
-    fp = np.cumsum(~hits, dtype=np.float64)
+def _interpolated_ap(hits: np.ndarray, n_gt: int) -> np.ndarray:
+    """(T,) 101-point interpolated AP from (T, D) hits in score order."""
+    tp = np.cumsum(hits, axis=1, dtype=np.float64)
+    fp = np.cumsum(~hits, axis=1, dtype=np.float64)
     recall = tp / n_gt
     precision = tp / (fp + tp + np.spacing(1))
-    precision = np.maximum.accumulate(precision[::-1])[::-1]  # make it non-increasing
-    idx = np.searchsorted(recall, RECALL_THRESHOLDS, side="left")
-    sampled = np.where(idx < len(precision), precision[np.minimum(idx, len(precision) - 1)], 0.0)
-    return float(sampled.mean())
+    precision = np.maximum.accumulate(precision[:, ::-1], axis=1)[:, ::-1]  # make it non-increasing
+    out = np.zeros(len(hits))
+    for t in range(len(hits)):
+        idx = np.searchsorted(recall[t], RECALL_THRESHOLDS, side="left")
+        inside = idx < hits.shape[1]
+        out[t] = precision[t, idx[inside]].sum() / len(RECALL_THRESHOLDS)
+    return out
 
 
 def average_precision(
@@ -64,5 +71,5 @@ def average_precision(
     if n_det == 0:
         return 0.0
     order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="mergesort")[:MAX_DETECTIONS]
-    ious = ious[order]
-    return float(np.mean([_interpolated_ap(_greedy_matches(ious, t), n_gt) for t in iou_thresholds]))
+    hits = _greedy_matches(ious[order], np.asarray(iou_thresholds, dtype=np.float64))
+    return float(_interpolated_ap(hits, n_gt).mean())

@@ -79,13 +79,3 @@ def from_image_pixels(
 ) -> np.ndarray:
     """Original-image pixel boxes (N, 4) -> ``coord_format`` (unrounded)."""
     return np.asarray(boxes, dtype=np.float64).reshape(-1, 4) / _scale(coord_format, image_size, model_image_size)
-
-
-def clip_to_image(boxes: np.ndarray, image_size: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
-    """Boxes clipped to the image and a mask of those that keep a positive area."""
-    width, height = float(image_size[0]), float(image_size[1])
-    clipped = np.asarray(boxes, dtype=np.float64).reshape(-1, 4).copy()
-    clipped[:, [0, 2]] = clipped[:, [0, 2]].clip(0.0, width)
-    clipped[:, [1, 3]] = clipped[:, [1, 3]].clip(0.0, height)
-    keep = (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1])
-    return clipped, keep

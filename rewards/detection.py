@@ -12,7 +12,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from rewards.ap import COCO_IOU_THRESHOLDS, average_precision
-from rewards.inputs import Sample, score_each
+from rewards.inputs import box_cases
 from rewards.matching import box_iou, match_boxes
 from rewards.parsing import NONE_PHRASES, BoxAnswer
 from rewards.registry import register
@@ -26,7 +26,8 @@ def _negative_score(answer: BoxAnswer) -> float:
 
 
 def score_detection_iou(
-    answer: BoxAnswer, gt_boxes: np.ndarray, gt_labels: Sequence[str | None] | None = None, label_aware: bool = True
+    answer: BoxAnswer, gt_boxes: np.ndarray, gt_labels: Sequence[str | None] | None = None, label_aware: bool = True,
+    iou: np.ndarray | None = None,
 ) -> float:
     """Sum of optimally matched IoUs over max(#ground truth, #predicted), in [0, 1].
 
@@ -38,7 +39,7 @@ def score_detection_iou(
     if answer.n_pred == 0:
         return 0.0
     labels = (answer.labels, gt_labels) if label_aware else (None, None)
-    matches = match_boxes(answer.boxes, gt_boxes, *labels)
+    matches = match_boxes(answer.boxes, gt_boxes, *labels, iou=iou)
     return float(matches.iou.sum() / max(len(gt_boxes), answer.n_pred))
 
 
@@ -50,6 +51,7 @@ def score_detection_confidence(
     default_confidence: float = 1.0,
     coverage: bool = True,
     label_aware: bool = True,
+    iou: np.ndarray | None = None,
 ) -> float:
     """Visual-RFT's confidence reward: each predicted box earns its confidence if it matches a
     ground-truth box (IoU > ``iou_threshold``) and 1 - confidence otherwise, averaged.
@@ -65,7 +67,7 @@ def score_detection_confidence(
     labels = (answer.labels, gt_labels) if label_aware else (None, None)
     matched = np.zeros(len(answer.boxes), dtype=bool)
     if len(gt_boxes):
-        matched[match_boxes(answer.boxes, gt_boxes, *labels, min_iou=iou_threshold).pred] = True
+        matched[match_boxes(answer.boxes, gt_boxes, *labels, min_iou=iou_threshold, iou=iou).pred] = True
     conf = np.array([default_confidence if s is None else s for s in answer.scores], dtype=np.float64)
     earned = np.where(matched, conf, 1.0 - conf).sum() / answer.n_pred  # invalid boxes earn 0
     if coverage:
@@ -79,6 +81,7 @@ def score_detection_map(
     iou_thresholds: Sequence[float] = COCO_IOU_THRESHOLDS,
     default_confidence: float = 1.0,
     count_penalty: bool = True,
+    iou: np.ndarray | None = None,
 ) -> float:
     """COCO-style AP of the answer's boxes on this one image (class-agnostic).
 
@@ -92,7 +95,8 @@ def score_detection_map(
     boxes = np.vstack([answer.boxes, np.full((answer.n_invalid, 4), np.inf)])
     # Ties in score are broken by box coordinates, so the reward does not depend on answer order.
     order = np.lexsort((*boxes.T[::-1], -scores))
-    ious = np.vstack([box_iou(answer.boxes, gt_boxes), np.zeros((answer.n_invalid, len(gt_boxes)))])[order]
+    iou = box_iou(answer.boxes, gt_boxes) if iou is None else iou
+    ious = np.vstack([iou, np.zeros((answer.n_invalid, len(gt_boxes)))])[order]
     ap = average_precision(ious, scores[order], iou_thresholds)
     return ap * min(1.0, len(gt_boxes) / answer.n_pred) if count_penalty and answer.n_pred else ap
 
@@ -115,11 +119,10 @@ def detection_iou(
     **columns: Any,
 ) -> list[float | None]:
     """Matched-IoU reward: sum of Hungarian-matched IoUs / max(#gt, #predicted)."""
-
-    def score(text: str, s: Sample) -> float:
-        return score_detection_iou(s.predicted_boxes(text, none_phrases), s.gt_boxes, s.gt_labels, label_aware)
-
-    return score_each(completions, columns, tasks, score)
+    return [
+        None if c is None else score_detection_iou(c.answer, c.gt_boxes, c.sample.gt_labels, label_aware, c.iou)
+        for c in box_cases(completions, columns, tasks, none_phrases)
+    ]
 
 
 @register("detection_confidence")
@@ -135,14 +138,12 @@ def detection_confidence(
     **columns: Any,
 ) -> list[float | None]:
     """Visual-RFT confidence reward (see :func:`score_detection_confidence`)."""
-
-    def score(text: str, s: Sample) -> float:
-        answer = s.predicted_boxes(text, none_phrases)
-        return score_detection_confidence(
-            answer, s.gt_boxes, s.gt_labels, iou_threshold, default_confidence, coverage, label_aware
+    return [
+        None if c is None else score_detection_confidence(
+            c.answer, c.gt_boxes, c.sample.gt_labels, iou_threshold, default_confidence, coverage, label_aware, c.iou
         )
-
-    return score_each(completions, columns, tasks, score)
+        for c in box_cases(completions, columns, tasks, none_phrases)
+    ]
 
 
 @register("detection_map")
@@ -158,9 +159,9 @@ def detection_map(
 ) -> list[float | None]:
     """Per-sample COCO AP: AP@[.5:.95] by default, ``iou_thresholds=0.5`` for AP50 (see :func:`score_detection_map`)."""
     thresholds = _thresholds(iou_thresholds)
-
-    def score(text: str, s: Sample) -> float:
-        answer = s.predicted_boxes(text, none_phrases)
-        return score_detection_map(answer, s.gt_boxes, thresholds, default_confidence, count_penalty)
-
-    return score_each(completions, columns, tasks, score)
+    return [
+        None if c is None else score_detection_map(
+            c.answer, c.gt_boxes, thresholds, default_confidence, count_penalty, c.iou
+        )
+        for c in box_cases(completions, columns, tasks, none_phrases)
+    ]

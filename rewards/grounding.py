@@ -6,7 +6,7 @@ from typing import Any, Literal, Sequence
 
 import numpy as np
 
-from rewards.inputs import Sample, score_each
+from rewards.inputs import box_cases
 from rewards.matching import box_iou, generalized_box_iou
 from rewards.parsing import NONE_PHRASES, BoxAnswer
 from rewards.registry import register
@@ -47,7 +47,7 @@ def grounding_iou(
     if metric not in ("iou", "giou") or multiple not in ("zero", "first"):
         raise ValueError(f"grounding_iou: metric must be iou|giou and multiple zero|first, got {metric!r}, {multiple!r}")
 
-    def score(text: str, s: Sample) -> float:
-        return score_grounding(s.predicted_boxes(text, none_phrases), s.gt_boxes, metric, multiple)
-
-    return score_each(completions, columns, tasks, score)
+    return [
+        None if c is None else score_grounding(c.answer, c.gt_boxes, metric, multiple)
+        for c in box_cases(completions, columns, tasks, none_phrases)
+    ]

@@ -14,8 +14,9 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from rewards.coords import clip_to_image, to_image_pixels
-from rewards.parsing import NONE_PHRASES, BoxAnswer, extract_answer, parse_boxes
+from rewards.coords import to_image_pixels
+from rewards.matching import batched_box_iou
+from rewards.parsing import NONE_PHRASES, BoxAnswer, extract_answer, read_boxes, well_formed
 
 TASKS: tuple[str, ...] = ("detection", "grounding", "classification", "tagging")
 
@@ -54,7 +55,7 @@ def load_solution(solution: Any) -> dict:
     raise ValueError(f"solution must be a dict or a JSON string, got {type(solution).__name__}")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Sample:
     """One completion's ground truth and metadata."""
 
@@ -75,18 +76,71 @@ class Sample:
     @property
     def gt_labels(self) -> list[str | None]:
         labels = list(self.solution.get("labels") or [])
-        return labels + [None] * (len(self.gt_boxes) - len(labels))
+        return labels + [None] * (len(self.solution.get("boxes") or []) - len(labels))
+
+    def pixel_transform(self) -> np.ndarray:
+        """(8,) scale factors (answer -> original pixels) then clip limits, for (x1, y1, x2, y2)."""
+        return _pixel_transform(self.coord_format, self.image_size, self.model_image_size)
 
     def predicted_boxes(self, text: str, none_phrases: Sequence[str] = NONE_PHRASES) -> BoxAnswer:
         """The boxes of ``text``'s answer, in original-image pixels, clipped to the image."""
-        answer = parse_boxes(extract_answer(text), tuple(none_phrases))
-        if self.image_size is None:
-            if self.coord_format == "pixels" and self.model_image_size is None:
-                return answer  # the model saw the original image: its pixels are ours
-            raise ValueError(f"the image_size column is needed to read {self.coord_format!r} boxes")
-        pixels = to_image_pixels(answer.boxes, self.coord_format, self.image_size, self.model_image_size)
-        clipped, keep = clip_to_image(pixels, self.image_size)
-        return answer.with_boxes(clipped, keep)
+        return read_box_answers([text], [self], none_phrases)[0]
+
+
+@lru_cache(maxsize=4096)
+def _pixel_transform(coord_format: str, image_size: tuple | None, model_image_size: tuple | None) -> np.ndarray:
+    if image_size is None:
+        if coord_format == "pixels" and model_image_size is None:
+            return np.array([1.0] * 4 + [np.inf] * 4)  # the model saw the original image
+        raise ValueError(f"the image_size column is needed to read {coord_format!r} boxes")
+    scale = to_image_pixels(np.ones((1, 4)), coord_format, image_size, model_image_size)[0]
+    return np.concatenate([scale, [image_size[0], image_size[1]] * 2])
+
+
+def read_box_answers(texts: Sequence[str], samples: Sequence[Sample], none_phrases: Sequence[str] = NONE_PHRASES
+                     ) -> list[BoxAnswer]:
+    """The answers' boxes in original-image pixels, clipped; unusable boxes counted as invalid.
+
+    All boxes of the batch are converted and checked in one vectorised pass.
+    """
+    raws = [read_boxes(extract_answer(t), tuple(none_phrases)) for t in texts]
+    counts = np.array([len(r.boxes) for r in raws])
+    if not counts.any():
+        return raws
+    coords = np.concatenate([r.boxes for r in raws])
+    transform = np.repeat(np.array([s.pixel_transform() for s in samples]), counts, axis=0)
+    with np.errstate(invalid="ignore", over="ignore"):
+        pixels = np.minimum(np.maximum(coords * transform[:, :4], 0.0), transform[:, 4:])
+    valid = well_formed(coords) & well_formed(pixels)
+    ends = np.cumsum(counts)
+    return [r.with_boxes(pixels[e - n: e], valid[e - n: e]) for r, n, e in zip(raws, counts, ends)]
+
+
+@dataclass(frozen=True, slots=True)
+class BoxCase:
+    """One box-task completion ready to score: its sample, its answer in pixels, and their IoU."""
+
+    sample: Sample
+    answer: BoxAnswer
+    gt_boxes: np.ndarray
+    iou: np.ndarray
+
+
+def box_cases(
+    completions: Sequence[Any], columns: dict[str, Any], tasks: Sequence[str], none_phrases: Sequence[str]
+) -> list[BoxCase | None]:
+    """:class:`BoxCase` for each completion whose task is in ``tasks`` (None for the others)."""
+    pairs = [(t, s) for t, s in iter_samples(completions, columns)]
+    index = [i for i, (_, s) in enumerate(pairs) if s.covered_by(tasks)]
+    samples = [pairs[i][1] for i in index]
+    answers = read_box_answers([pairs[i][0] for i in index], samples, none_phrases)
+    gt_by_solution: dict[int, np.ndarray] = {}
+    gts = [gt_by_solution.setdefault(id(s.solution), s.gt_boxes) for s in samples]
+    ious = batched_box_iou([a.boxes for a in answers], gts)
+    cases: list[BoxCase | None] = [None] * len(pairs)
+    for i, s, a, g, iou in zip(index, samples, answers, gts, ious):
+        cases[i] = BoxCase(s, a, g, iou)
+    return cases
 
 
 def _column(columns: dict[str, Any], name: str, n: int) -> Sequence[Any]:

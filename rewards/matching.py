@@ -51,7 +51,27 @@ def generalized_box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return iou - np.where(hull > 0, (hull - union) / hull, 0.0)
 
 
-@dataclass(frozen=True)
+def batched_box_iou(preds: Sequence[np.ndarray], gts: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """``[box_iou(p, g) for p, g in zip(preds, gts)]`` in one vectorised pass over a padded batch."""
+    if not preds:
+        return []
+    p_max, g_max = max(len(p) for p in preds), max(len(g) for g in gts)
+    pad_p, pad_g = np.zeros((len(preds), p_max, 4)), np.zeros((len(gts), g_max, 4))
+    for i, (p, g) in enumerate(zip(preds, gts)):
+        pad_p[i, : len(p)] = p
+        pad_g[i, : len(g)] = g
+    lt = np.maximum(pad_p[:, :, None, :2], pad_g[:, None, :, :2])
+    rb = np.minimum(pad_p[:, :, None, 2:], pad_g[:, None, :, 2:])
+    wh = np.maximum(rb - lt, 0.0)
+    inter = wh[..., 0] * wh[..., 1]
+    area_p = (pad_p[..., 2] - pad_p[..., 0]) * (pad_p[..., 3] - pad_p[..., 1])
+    area_g = (pad_g[..., 2] - pad_g[..., 0]) * (pad_g[..., 3] - pad_g[..., 1])
+    union = area_p[:, :, None] + area_g[:, None, :] - inter
+    iou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+    return [iou[i, : len(p), : len(g)] for i, (p, g) in enumerate(zip(preds, gts))]
+
+
+@dataclass(frozen=True, slots=True)
 class Matches:
     """Matched pairs: ``pred[k]`` is matched to ``gt[k]`` with overlap ``iou[k]``."""
 
@@ -64,21 +84,22 @@ class Matches:
 
 
 def label_mask(
-    pred_labels: Sequence[str | None] | None, gt_labels: Sequence[str | None] | None, n_pred: int, n_gt: int
-) -> np.ndarray:
-    """(N, M) mask of label-compatible pairs; a missing label on either side fits any label."""
-    mask = np.ones((n_pred, n_gt), dtype=bool)
-    if not pred_labels or not gt_labels:
-        return mask
+    pred_labels: Sequence[str | None] | None, gt_labels: Sequence[str | None] | None
+) -> np.ndarray | None:
+    """(N, M) mask of label-compatible pairs, or None when labels rule nothing out.
+
+    A missing label on either side fits any label; labels compare after ``normalize_text``.
+    """
+    if not pred_labels or not gt_labels or len(set(pred_labels).union(gt_labels) - {None}) <= 1:
+        return None
     from rewards.parsing import normalize_text
 
-    gt_norm = [normalize_text(g) if g is not None else None for g in gt_labels]
-    for i, p in enumerate(pred_labels):
-        if p is None:
-            continue
-        p = normalize_text(p)
-        mask[i] = [g is None or g == p for g in gt_norm]
-    return mask
+    pred = ["" if p is None else normalize_text(p) for p in pred_labels]
+    gt = ["" if g is None else normalize_text(g) for g in gt_labels]
+    if len(set(pred).union(gt) - {""}) <= 1:  # one category (the common case): nothing to mask
+        return None
+    p, g = np.array(pred, dtype=object)[:, None], np.array(gt, dtype=object)[None, :]
+    return (p == g) | (p == "") | (g == "")
 
 
 def match_boxes(
@@ -87,13 +108,19 @@ def match_boxes(
     pred_labels: Sequence[str | None] | None = None,
     gt_labels: Sequence[str | None] | None = None,
     min_iou: float = 0.0,
+    iou: np.ndarray | None = None,
 ) -> Matches:
-    """Optimal one-to-one matching maximising total IoU; pairs with IoU <= ``min_iou`` are dropped."""
-    iou = box_iou(pred, gt)
+    """Optimal one-to-one matching maximising total IoU; pairs with IoU <= ``min_iou`` are dropped.
+
+    ``iou`` may pass ``box_iou(pred, gt)`` computed beforehand (e.g. by :func:`batched_box_iou`).
+    """
+    iou = box_iou(pred, gt) if iou is None else iou
     if iou.size == 0:
         empty = np.zeros(0, dtype=np.int64)
         return Matches(empty, empty, np.zeros(0))
-    iou = np.where(label_mask(pred_labels, gt_labels, *iou.shape), iou, 0.0)
+    mask = label_mask(pred_labels, gt_labels)
+    if mask is not None:
+        iou = np.where(mask, iou, 0.0)
     rows, cols = linear_sum_assignment(iou, maximize=True)
     values = iou[rows, cols]
     keep = values > min_iou

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from rewards.inputs import Sample, score_each
+from rewards.inputs import box_cases
 from rewards.parsing import NONE_PHRASES, BoxAnswer
 from rewards.registry import register
 
@@ -28,7 +28,7 @@ def negative_sample(
 ) -> list[float | None]:
     """Negative-sample reward; set ``positive_reward: 1.0`` to also reward answers on positives."""
 
-    def score(text: str, s: Sample) -> float | None:
-        return score_negative_sample(s.predicted_boxes(text, none_phrases), len(s.gt_boxes), positive_reward)
-
-    return score_each(completions, columns, tasks, score)
+    return [
+        None if c is None else score_negative_sample(c.answer, len(c.gt_boxes), positive_reward)
+        for c in box_cases(completions, columns, tasks, none_phrases)
+    ]

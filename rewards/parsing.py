@@ -12,6 +12,7 @@ import math
 import re
 import unicodedata
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
@@ -51,15 +52,21 @@ _POINT_PAIR = re.compile(
     rf"\(\s*({_NUM})\s*,\s*({_NUM})\s*\)\s*,?\s*\(\s*({_NUM})\s*,\s*({_NUM})\s*\)"
 )
 _ARTICLES = re.compile(r"^(?:a|an|the)\s+")
+_SEPARATORS = re.compile(r"[_\-/]+")
+_PUNCT = re.compile(r"[^\w\s]")
+
+
+@lru_cache(maxsize=65536)
+def _normalize(text: str) -> str:
+    text = unicodedata.normalize("NFKC", text).lower()
+    text = _PUNCT.sub("", _SEPARATORS.sub(" ", text))
+    return _ARTICLES.sub("", " ".join(text.split()))
 
 
 def normalize_text(text: str) -> str:
     """Lower-case, unify ``_``/``-``/``/`` with spaces, drop punctuation and leading articles."""
-    text = unicodedata.normalize("NFKC", str(text)).lower()
-    text = re.sub(r"[_\-/]+", " ", text)
-    text = re.sub(r"[^\w\s]", "", text)
-    text = " ".join(text.split())
-    return _ARTICLES.sub("", text)
+    text = str(text)
+    return _normalize(text) if len(text) <= 256 else _normalize.__wrapped__(text)
 
 
 def extract_answer(text: str, require_tags: bool = False) -> str | None:
@@ -93,7 +100,7 @@ def says_none(answer: str | None, none_phrases: tuple[str, ...] | list[str] = NO
     return normalize_text(answer) in {normalize_text(p) for p in none_phrases}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class BoxAnswer:
     """Boxes read from one answer, in the coordinates the model wrote them in.
 
@@ -119,18 +126,17 @@ class BoxAnswer:
 
     def with_boxes(self, boxes: np.ndarray, keep: np.ndarray | None = None) -> BoxAnswer:
         """A copy with new box coordinates; rows where ``keep`` is false become invalid."""
-        if keep is None:
-            keep = np.ones(len(boxes), dtype=bool)
-        idx = np.flatnonzero(keep)
-        return BoxAnswer(
-            boxes=boxes[keep].reshape(-1, 4),
-            labels=tuple(self.labels[i] for i in idx),
-            scores=tuple(self.scores[i] for i in idx),
-            n_invalid=self.n_invalid + int((~keep).sum()),
-            says_none=self.says_none,
-            parsed=self.parsed,
-            strict=self.strict,
-        )
+        labels, scores, n_invalid = self.labels, self.scores, self.n_invalid
+        if keep is not None and not keep.all():
+            idx = np.flatnonzero(keep)
+            labels, scores = tuple(labels[i] for i in idx), tuple(scores[i] for i in idx)
+            boxes, n_invalid = boxes[keep], n_invalid + len(keep) - len(idx)
+        return BoxAnswer(boxes.reshape(-1, 4), labels, scores, n_invalid, self.says_none, self.parsed, self.strict)
+
+
+def well_formed(boxes: np.ndarray) -> np.ndarray:
+    """Mask of (N, 4) boxes with finite coordinates, x2 > x1 and y2 > y1."""
+    return np.isfinite(boxes).all(axis=1) & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
 
 
 def _number(value: object) -> float | None:
@@ -143,22 +149,31 @@ def _number(value: object) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def _as_box(value: object) -> list[float] | None:
-    """Four finite numbers with x2 > x1 and y2 > y1, from [x1,y1,x2,y2] or [[x1,y1],[x2,y2]]."""
-    if isinstance(value, (list, tuple)) and len(value) == 2 and all(
-        isinstance(p, (list, tuple)) and len(p) == 2 for p in value
-    ):
-        value = [*value[0], *value[1]]
-    if not isinstance(value, (list, tuple)) or len(value) != 4:
-        return None
-    coords = [_number(v) for v in value]
-    if any(c is None for c in coords):
-        return None
-    x1, y1, x2, y2 = coords
-    return [x1, y1, x2, y2] if x2 > x1 and y2 > y1 else None
+def _coord(value: object) -> float:
+    """A coordinate as a float; NaN when it is not a finite number (fast path for int/float)."""
+    kind = type(value)
+    if kind is float:
+        return value  # type: ignore[return-value]
+    if kind is int and -1e300 < value < 1e300:  # type: ignore[operator]
+        return float(value)  # type: ignore[arg-type]
+    number = _number(value)
+    return math.nan if number is None else number
+
+
+def _box_coords(value: object) -> list[float] | None:
+    """Four coordinates from [x1,y1,x2,y2] or [[x1,y1],[x2,y2]] (NaN where unusable), else None."""
+    if isinstance(value, (list, tuple)):
+        if len(value) == 4:
+            return [_coord(v) for v in value]
+        if len(value) == 2 and all(isinstance(p, (list, tuple)) and len(p) == 2 for p in value):
+            return [_coord(v) for p in value for v in p]
+    return None
 
 
 def _lookup(item: dict, keys: tuple[str, ...]) -> tuple[bool, object]:
+    for key in keys:
+        if key in item:
+            return True, item[key]
     lowered = {str(k).lower(): v for k, v in item.items()}
     for key in keys:
         if key in lowered:
@@ -167,12 +182,14 @@ def _lookup(item: dict, keys: tuple[str, ...]) -> tuple[bool, object]:
 
 
 def _read_item(item: object) -> tuple[list[float], str | None, float | None] | None:
-    """One box entry (dict or list) as (box, label, score), or None when unusable."""
+    """One box entry (dict or list) as (coordinates, label, score), or None when unusable.
+
+    Coordinates are checked later, all boxes at once (finite, x2 > x1, y2 > y1)."""
     if not isinstance(item, dict):
-        box = _as_box(item)
+        box = _box_coords(item)
         return (box, None, None) if box else None
     found, raw_box = _lookup(item, BOX_KEYS)
-    box = _as_box(raw_box) if found else None
+    box = _box_coords(raw_box) if found else None
     if box is None:
         return None
     found, raw_score = _lookup(item, SCORE_KEYS)
@@ -182,6 +199,57 @@ def _read_item(item: object) -> tuple[list[float], str | None, float | None] | N
     found, raw_label = _lookup(item, LABEL_KEYS)
     label = str(raw_label) if found and raw_label is not None else None
     return box, label, score
+
+
+def _key(item: dict, keys: tuple[str, ...]) -> object:
+    return next((k for k in item if str(k).lower() in keys), None)
+
+
+def _numbers(values: list) -> np.ndarray | None:
+    """``values`` as a float array in one C call, or None if they are not all plain numbers.
+
+    Booleans are ruled out before (``_read_uniform`` is only tried on text without true/false).
+    """
+    try:
+        return np.array(values, dtype=np.float64)
+    except (ValueError, TypeError, OverflowError):
+        return None
+
+
+def _read_uniform(items: list) -> tuple[np.ndarray, list, list] | None:
+    """All box entries at once when they share one layout (the common case), else None.
+
+    Entries must all be dicts with the same keys or all bare boxes; rows with a bad confidence
+    become NaN so that the caller's validity check drops them, exactly like the per-item path.
+    """
+    first = items[0]
+    if isinstance(first, dict):
+        keys = first.keys()
+        if not all(type(it) is dict and it.keys() == keys for it in items):
+            return None
+        box_key, score_key, label_key = _key(first, BOX_KEYS), _key(first, SCORE_KEYS), _key(first, LABEL_KEYS)
+        if box_key is None:
+            return None
+        boxes = [it[box_key] for it in items]
+    elif all(isinstance(it, (list, tuple)) for it in items):
+        boxes, score_key, label_key = items, None, None
+    else:
+        return None
+    coords = _numbers(boxes)
+    if coords is None or coords.shape[1:] not in ((4,), (2, 2)):
+        return None
+    coords = coords.reshape(-1, 4)
+    scores: list = [None] * len(items)
+    if score_key is not None:
+        values = _numbers([it[score_key] for it in items])
+        if values is None or values.ndim != 1:
+            return None
+        coords[~((values >= 0.0) & (values <= 1.0))] = np.nan  # NaN fails both comparisons
+        scores = values.tolist()
+    labels = [None] * len(items)
+    if label_key is not None:
+        labels = [None if it[label_key] is None else str(it[label_key]) for it in items]
+    return coords, labels, scores
 
 
 def _structured(answer: str) -> object:
@@ -228,17 +296,13 @@ def _items_recovered(answer: str) -> list[object]:
     return [list(m.groups()) for m in _BARE_BOX.finditer(answer)]
 
 
-def parse_boxes(
+def read_boxes(
     answer: str | None,
     none_phrases: tuple[str, ...] | list[str] = NONE_PHRASES,
     max_boxes: int = MAX_BOXES,
 ) -> BoxAnswer:
-    """Read the boxes of an answer (already cut out by :func:`extract_answer`).
-
-    Accepts ``[{"bbox_2d": [...], "label": ...}]`` (Qwen2.5-VL), ``[{"Position": [...],
-    "Confidence": c}]`` (Visual-RFT), bare ``[[x1, y1, x2, y2], ...]``, ``(x1,y1),(x2,y2)``
-    (Qwen2-VL), as JSON or Python literals, optionally inside a code fence.
-    """
+    """Like :func:`parse_boxes` but without the final check of the coordinates: ``boxes`` may
+    still hold NaN, inverted or degenerate rows (batch readers check many answers at once)."""
     if not isinstance(answer, str) or not answer.strip():
         return BoxAnswer()
     if says_none(answer, none_phrases):
@@ -252,24 +316,39 @@ def parse_boxes(
             return BoxAnswer()
     if strict and not items:
         return BoxAnswer(says_none=True, parsed=True, strict=True)
-    boxes, labels, scores = [], [], []
     n_invalid = max(0, len(items) - max_boxes)
-    for item in items[:max_boxes]:
-        read = _read_item(item)
-        if read is None:
-            n_invalid += 1
-            continue
-        boxes.append(read[0])
-        labels.append(read[1])
-        scores.append(read[2])
-    return BoxAnswer(
-        boxes=np.asarray(boxes, dtype=np.float64).reshape(-1, 4),
-        labels=tuple(labels),
-        scores=tuple(scores),
-        n_invalid=n_invalid,
-        parsed=True,
-        strict=strict,
-    )
+    lowered = body.lower()
+    has_booleans = "true" in lowered or "false" in lowered  # the fast path would read them as 1.0 / 0.0
+    uniform = None if has_booleans else _read_uniform(items[:max_boxes])
+    if uniform is not None:
+        coords, labels, scores = uniform
+    else:
+        rows, labels, scores = [], [], []
+        for item in items[:max_boxes]:
+            read = _read_item(item)
+            if read is None:
+                n_invalid += 1
+                continue
+            rows.append(read[0])
+            labels.append(read[1])
+            scores.append(read[2])
+        coords = np.array(rows, dtype=np.float64).reshape(-1, 4)
+    return BoxAnswer(coords, tuple(labels), tuple(scores), n_invalid, parsed=True, strict=strict)
+
+
+def parse_boxes(
+    answer: str | None,
+    none_phrases: tuple[str, ...] | list[str] = NONE_PHRASES,
+    max_boxes: int = MAX_BOXES,
+) -> BoxAnswer:
+    """Read the boxes of an answer (already cut out by :func:`extract_answer`).
+
+    Accepts ``[{"bbox_2d": [...], "label": ...}]`` (Qwen2.5-VL), ``[{"Position": [...],
+    "Confidence": c}]`` (Visual-RFT), bare ``[[x1, y1, x2, y2], ...]``, ``(x1,y1),(x2,y2)``
+    (Qwen2-VL), as JSON or Python literals, optionally inside a code fence.
+    """
+    answer = read_boxes(answer, none_phrases, max_boxes)
+    return answer.with_boxes(answer.boxes, well_formed(answer.boxes))
 
 
 def parse_list(answer: str | None) -> list[str]:

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize as hf_smart_resize
 
-from rewards.coords import clip_to_image, from_image_pixels, model_input_size, smart_resize, to_image_pixels
+from rewards.coords import from_image_pixels, model_input_size, smart_resize, to_image_pixels
 
 BOX = np.array([[64.0, 48.0, 320.0, 240.0]])  # in a 640x480 image
 
@@ -58,9 +58,3 @@ def test_roundtrip(box, fmt, w, h):
     model_size = (w // 2 + 1, h // 3 + 1)
     there = from_image_pixels([box], fmt, (w, h), model_size)
     np.testing.assert_allclose(to_image_pixels(there, fmt, (w, h), model_size), [box], rtol=1e-9, atol=1e-9)
-
-
-def test_clip_to_image():
-    clipped, keep = clip_to_image([[-10, -10, 50, 50], [700, 10, 800, 20], [10, 10, 20, 20]], (640, 480))
-    np.testing.assert_allclose(clipped[0], [0, 0, 50, 50])
-    assert keep.tolist() == [True, False, True]
