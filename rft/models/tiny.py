@@ -33,15 +33,11 @@ from transformers import (
 )
 from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
 
+from rft.models.vision_tokens import QWEN_VISION_TOKENS, vision_token_ids  # noqa: F401  (re-exported)
+
 FAMILIES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl")
 
-VISION_TOKENS = (
-    "<|vision_start|>",
-    "<|vision_end|>",
-    "<|vision_pad|>",
-    "<|image_pad|>",
-    "<|video_pad|>",
-)
+VISION_TOKENS = QWEN_VISION_TOKENS
 SPECIAL_TOKENS = (
     "<|endoftext|>",
     "<|im_start|>",
@@ -89,12 +85,6 @@ _PROCESSORS: dict[str, type[ProcessorMixin]] = {
     "qwen2_5_vl": Qwen2_5_VLProcessor,
     "qwen3_vl": Qwen3VLProcessor,
 }
-
-
-def vision_token_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
-    """Ids of the vision placeholder tokens, to keep them out of sampled completions."""
-    ids = tokenizer.convert_tokens_to_ids(list(VISION_TOKENS))
-    return [i for i in ids if i is not None and i != tokenizer.unk_token_id]
 
 
 def _corpus(vocab_words: list[str]) -> list[str]:

@@ -1,0 +1,109 @@
+"""Loading the policy and its processor, with a loud report when pretrained weights fail to load."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoModelForImageTextToText, AutoProcessor, PreTrainedModel, ProcessorMixin
+
+from rft.errors import RecipeError
+from rft.models.parts import part_of
+from rft.recipe.schema import ModelSection
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class WeightReport:
+    """What ``from_pretrained`` could not fill from the checkpoint."""
+
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    mismatched: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing or self.unexpected or self.mismatched)
+
+    def summary(self) -> str:
+        lines = []
+        for what, keys in (("missing (left at random initialisation)", self.missing),
+                           ("mismatched in shape (re-initialised)", self.mismatched),
+                           ("unexpected (in the checkpoint, unused)", self.unexpected)):
+            if keys:
+                per_part = Counter(part_of(k) for k in keys)
+                parts = ", ".join(f"{p}: {n}" for p, n in sorted(per_part.items()))
+                lines.append(f"{len(keys)} {what} [{parts}], e.g. {', '.join(keys[:3])}")
+        return "\n  ".join(lines) if lines else "all weights loaded"
+
+
+@dataclass
+class LoadedModel:
+    model: PreTrainedModel
+    processor: ProcessorMixin
+    family: str
+    path: Path
+    report: WeightReport
+
+    @property
+    def factor(self) -> int:
+        """Image side multiple the processor uses: patch size x spatial merge size."""
+        ip = self.processor.image_processor
+        return int(getattr(ip, "patch_size", 14)) * int(getattr(ip, "merge_size", 2))
+
+
+def resolve_dtype(name: str) -> torch.dtype:
+    if name == "auto":
+        return torch.bfloat16 if torch.cuda.is_available() else torch.float32
+    return getattr(torch, name)
+
+
+def weight_report(info: dict[str, Any]) -> WeightReport:
+    mismatched = [m[0] if isinstance(m, (tuple, list)) else str(m) for m in info.get("mismatched_keys") or []]
+    return WeightReport(sorted(info.get("missing_keys") or []), sorted(info.get("unexpected_keys") or []), mismatched)
+
+
+def check_report(report: WeightReport, path: str | Path, allow: bool) -> None:
+    """Stop the run when weights failed to load, unless the recipe allows it (then warn loudly)."""
+    if report.ok:
+        return
+    message = f"pretrained weights of {path} did not load cleanly:\n  {report.summary()}"
+    if not allow:
+        raise RecipeError(message + "\nSet model.allow_missing_weights: true to train anyway.")
+    log.warning("%s\n(model.allow_missing_weights is true: going on)", message)
+
+
+def set_pixel_budget(processor: ProcessorMixin, min_pixels: int, max_pixels: int) -> None:
+    """Make the processor resize images within the recipe's pixel budget (Qwen-style processors)."""
+    ip = getattr(processor, "image_processor", None)
+    if ip is not None and isinstance(getattr(ip, "size", None), dict) and "longest_edge" in ip.size:
+        ip.size = {"shortest_edge": min_pixels, "longest_edge": max_pixels}
+
+
+def load_model(section: ModelSection, work_dir: str | Path) -> LoadedModel:
+    """The policy and processor a recipe names (a hub id, a folder, or a tiny model built on the spot)."""
+    if section.tiny is not None:
+        from rft.models.tiny import build_tiny_vlm
+
+        t = section.tiny
+        path = build_tiny_vlm(t.family, Path(work_dir) / "tiny_model", seed=t.seed, hidden_size=t.hidden_size,
+                              num_layers=t.num_layers, num_heads=t.num_heads, max_image_tokens=t.max_image_tokens)
+    else:
+        path = Path(section.path) if Path(section.path).exists() else section.path
+    kwargs: dict[str, Any] = {"dtype": resolve_dtype(section.dtype), "output_loading_info": True}
+    if section.attn_implementation:
+        kwargs["attn_implementation"] = section.attn_implementation
+    try:
+        model, info = AutoModelForImageTextToText.from_pretrained(path, **kwargs)
+        processor = AutoProcessor.from_pretrained(path)
+    except (OSError, ValueError) as exc:
+        raise RecipeError(f"model.path: cannot load {path!r}: {exc}") from exc
+    report = weight_report(info)
+    check_report(report, path, section.allow_missing_weights)
+    set_pixel_budget(processor, section.min_pixels, section.max_pixels)
+    return LoadedModel(model, processor, model.config.model_type, Path(str(path)), report)

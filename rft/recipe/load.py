@@ -1,0 +1,192 @@
+"""Reading, overriding, validating and writing recipes.
+
+Recipes are data: YAML is read with ``safe_load`` only, and nothing in a recipe executes code
+except the reward plugin files it names explicitly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+import typing
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from rft.errors import RecipeError
+from rft.recipe.schema import Recipe
+
+# GRPOConfig fields that other recipe sections own.
+OWNED_ELSEWHERE = {
+    "output_dir": "output.dir", "seed": "seed", "report_to": "output.report_to", "reward_weights": "rewards[].weight",
+    "use_vllm": "rollout.backend", "vllm_mode": "rollout.vllm_mode", "deepspeed": "distributed.zero_stage",
+    "vllm_gpu_memory_utilization": "rollout.gpu_memory_utilization", "vllm_enable_sleep_mode": "rollout.enable_sleep_mode",
+    "vllm_tensor_parallel_size": "rollout.tensor_parallel_size", "vllm_server_host": "rollout.server_host",
+    "vllm_server_port": "rollout.server_port", "vllm_server_base_url": "rollout.server_base_url",
+    "save_steps": "output.save_steps", "save_total_limit": "output.save_total_limit",
+}
+
+_INDEX = re.compile(r"^(\w+)\[(\d+)\]$")
+
+
+def yaml_path(loc: tuple[Any, ...]) -> str:
+    """``("data", "datasets", 1, "weight")`` -> ``data.datasets[1].weight``."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _submodel(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model inside an annotation such as ``list[DatasetSpec] | None``."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return next((m for m in map(_submodel, typing.get_args(annotation)) if m is not None), None)
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The pydantic model that holds the field at ``loc`` (to list its allowed keys)."""
+    model: type[BaseModel] | None = Recipe
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part) if model else None
+        model = _submodel(field.annotation) if field else None
+    return model
+
+
+def _explain(error: dict[str, Any]) -> str:
+    loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith(("function-", "literal["))))
+    where = yaml_path(loc) or "recipe"
+    if error["type"] == "extra_forbidden":
+        model = _model_at(loc)
+        allowed = sorted(model.model_fields) if model else []
+        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return f"{where}: unknown key{hint}; allowed keys: {', '.join(allowed)}"
+    message = error["msg"].removeprefix("Value error, ")
+    given = error.get("input")
+    shown = "" if isinstance(given, (dict, list)) or given is None else f" (got {given!r})"
+    return f"{where}: {message}{shown}"
+
+
+@lru_cache(maxsize=1)
+def grpo_field_types() -> dict[str, Any]:
+    """GRPOConfig's fields and their types, from the installed TRL."""
+    from trl import GRPOConfig
+
+    hints = typing.get_type_hints(GRPOConfig)
+    return {f.name: hints.get(f.name, Any) for f in dataclasses.fields(GRPOConfig) if f.init}
+
+
+def check_grpo(grpo: dict[str, Any]) -> list[str]:
+    """Problems with ``grpo:`` keys against the installed TRL's GRPOConfig (empty when fine)."""
+    fields = grpo_field_types()
+    problems = []
+    for key, value in grpo.items():
+        if key in OWNED_ELSEWHERE:
+            problems.append(f"grpo.{key}: set this through {OWNED_ELSEWHERE[key]} instead")
+        elif key not in fields:
+            close = difflib.get_close_matches(key, list(fields), n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            problems.append(f"grpo.{key}: not a GRPOConfig field of the installed TRL{hint}")
+        else:
+            try:
+                TypeAdapter(fields[key]).validate_python(value, strict=False)
+            except ValidationError as exc:
+                problems.append(f"grpo.{key}: {exc.errors()[0]['msg']} (got {value!r}, expected {fields[key]})")
+            except Exception:  # a type pydantic cannot check: TRL will when the config is built
+                pass
+    return problems
+
+
+def validate(data: dict[str, Any], source: str = "recipe") -> Recipe:
+    """A :class:`Recipe` from plain data, or a :class:`RecipeError` listing every problem by YAML path."""
+    if not isinstance(data, dict):
+        raise RecipeError(f"{source}: a recipe is a mapping of sections, got {type(data).__name__}")
+    problems: list[str] = []
+    try:
+        recipe = Recipe.model_validate(data)
+    except ValidationError as exc:
+        problems = [_explain(e) for e in exc.errors()]
+        recipe = None
+    problems += check_grpo(data.get("grpo") or {}) if isinstance(data.get("grpo", {}), dict) else []
+    if problems:
+        raise RecipeError(f"{source}: invalid recipe\n  " + "\n  ".join(problems))
+    return recipe
+
+
+def _parse_key(key: str) -> list[str | int]:
+    parts: list[str | int] = []
+    for token in key.split("."):
+        match = _INDEX.match(token)
+        if match:
+            parts += [match.group(1), int(match.group(2))]
+        elif token:
+            parts.append(token)
+        else:
+            raise RecipeError(f"--set {key}: empty key part")
+    return parts
+
+
+def apply_override(data: dict[str, Any], assignment: str) -> None:
+    """Apply ``a.b[0].c=value`` to ``data`` in place; the value is read as YAML (``2e-6``, ``true``, ``[1, 2]``)."""
+    if "=" not in assignment:
+        raise RecipeError(f"--set {assignment}: expected KEY=VALUE, e.g. grpo.learning_rate=2e-6")
+    key, raw = assignment.split("=", 1)
+    parts = _parse_key(key.strip())
+    value = yaml.safe_load(raw) if raw.strip() else ""
+    node: Any = data
+    for i, part in enumerate(parts[:-1]):
+        nxt = parts[i + 1]
+        if isinstance(part, int):
+            if not isinstance(node, list) or part >= len(node):
+                raise RecipeError(f"--set {key}: {yaml_path(tuple(parts[: i + 1]))} does not exist")
+            node = node[part]
+            continue
+        if not isinstance(node, dict):
+            raise RecipeError(f"--set {key}: {yaml_path(tuple(parts[:i]))} is not a mapping")
+        node = node.setdefault(part, [] if isinstance(nxt, int) else {})
+    last = parts[-1]
+    if isinstance(last, int):
+        if not isinstance(node, list) or last >= len(node):
+            raise RecipeError(f"--set {key}: {yaml_path(tuple(parts))} does not exist")
+    elif not isinstance(node, dict):
+        raise RecipeError(f"--set {key}: {yaml_path(tuple(parts[:-1]))} is not a mapping")
+    node[last] = value
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """The recipe file as plain data (``yaml.safe_load``), with YAML errors naming file, line and column."""
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"recipe not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        raise RecipeError(f"{where}: malformed YAML: {exc.problem or exc}") from None
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"{path}: malformed YAML: {exc}") from None
+    return data if data is not None else {}
+
+
+def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
+    """Read, override (``--set``) and validate a recipe file."""
+    data = read_yaml(path)
+    for assignment in overrides:
+        apply_override(data, assignment)
+    return validate(data, str(path))
+
+
+def dump_recipe(recipe: Recipe, path: str | Path) -> Path:
+    """Write the fully resolved recipe (every default filled in) as YAML."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False))
+    return path

@@ -1,0 +1,232 @@
+"""The recipe schema: one YAML file says everything about a run.
+
+Every section is a pydantic model that forbids unknown keys, so a typo fails before anything
+loads, with the YAML path of the field (see :mod:`rft.recipe.load`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+TaskName = Literal["detection", "grounding", "classification", "tagging"]
+DatasetKind = Literal[
+    "coco", "image_folder", "classification_jsonl", "hf_classification", "grounding_jsonl", "tagging_jsonl",
+    "visual_rft", "rows_jsonl", "synthetic_shapes",
+]
+MODEL_PARTS = ("vision", "projector", "language")
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class TinyModel(Section):
+    """Build a tiny random-weight model from a config instead of loading one (demo and tests)."""
+
+    family: Literal["qwen2_vl", "qwen2_5_vl", "qwen3_vl"] = "qwen2_5_vl"
+    seed: int = 0
+    hidden_size: int = Field(64, gt=0)
+    num_layers: int = Field(2, gt=0)
+    num_heads: int = Field(4, gt=0)
+    max_image_tokens: int = Field(16, gt=0)
+
+
+class Lora(Section):
+    """LoRA adapters through peft; only the adapters (and parts left unfrozen) train."""
+
+    enabled: bool = False
+    r: int = Field(16, gt=0)
+    alpha: int = Field(32, gt=0)
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: list[str] | Literal["all-linear"] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    include_vision: bool = False
+
+
+class PartSettings(Section):
+    """Per model part: freeze it, or train it with its own learning rate (None: ``grpo.learning_rate``)."""
+
+    vision: bool = False
+    projector: bool = False
+    language: bool = False
+
+
+class PartLearningRates(Section):
+    vision: float | None = Field(None, gt=0)
+    projector: float | None = Field(None, gt=0)
+    language: float | None = Field(None, gt=0)
+
+
+class ModelSection(Section):
+    path: str | None = None
+    tiny: TinyModel | None = None
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    attn_implementation: Literal["sdpa", "eager", "flash_attention_2", "flash_attention_3"] | None = None
+    coord_format: Literal["auto", "norm1000", "pixels", "norm1"] = "auto"
+    min_pixels: int = Field(3136, gt=0)
+    max_pixels: int = Field(401_408, gt=0)
+    freeze: PartSettings = PartSettings(vision=True)
+    learning_rates: PartLearningRates = PartLearningRates()
+    lora: Lora = Lora()
+    allow_missing_weights: bool = False
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ModelSection:
+        if (self.path is None) == (self.tiny is None):
+            raise ValueError("give exactly one of model.path (a hub id or local folder) and model.tiny")
+        if self.min_pixels > self.max_pixels:
+            raise ValueError(f"min_pixels ({self.min_pixels}) is larger than max_pixels ({self.max_pixels})")
+        if all(getattr(self.freeze, p) for p in MODEL_PARTS) and not self.lora.enabled:
+            raise ValueError("every part is frozen (model.freeze) and LoRA is off: nothing would train")
+        return self
+
+
+class DatasetSpec(Section):
+    """One dataset of the mixture; ``kind`` says how to read ``path``."""
+
+    name: str
+    kind: DatasetKind
+    path: str | None = None
+    image_dir: str | None = None
+    task: TaskName | None = None
+    weight: float = Field(1.0, gt=0)
+    rewards: list[str] | None = None
+    template: str | None = None
+    limit: int | None = Field(None, gt=0)
+    negative_ratio: float = Field(0.0, ge=0)
+    categories: list[str] | None = None
+    split: str = "train"
+    image_column: str = "image"
+    label_column: str = "label"
+    num_samples: int = Field(64, gt=0)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _path_needed(self) -> DatasetSpec:
+        if self.kind != "synthetic_shapes" and not self.path:
+            raise ValueError(f"dataset {self.name!r} of kind {self.kind!r} needs a path")
+        if self.kind == "synthetic_shapes" and self.task is None:
+            self.task = "classification"
+        return self
+
+
+class ScheduleStep(Section):
+    dataset: str
+    batches: int = Field(gt=0)
+
+
+class Replay(Section):
+    """Mix a general dataset into every batch at ``ratio`` to protect general ability."""
+
+    dataset: str
+    ratio: float = Field(gt=0, lt=1)
+
+
+class DataSection(Section):
+    datasets: list[DatasetSpec] = Field(min_length=1)
+    schedule: Literal["mix"] | list[ScheduleStep] = "mix"
+    replay: Replay | None = None
+    on_bad_image: Literal["error", "skip"] = "error"
+    templates: dict[TaskName, str] = {}
+
+    @model_validator(mode="after")
+    def _names(self) -> DataSection:
+        names = [d.name for d in self.datasets]
+        if len(set(names)) != len(names):
+            raise ValueError(f"dataset names must be unique, got {names}")
+        referenced = [s.dataset for s in self.schedule] if isinstance(self.schedule, list) else []
+        referenced += [self.replay.dataset] if self.replay else []
+        for name in referenced:
+            if name not in names:
+                raise ValueError(f"unknown dataset {name!r}; datasets: {names}")
+        return self
+
+
+class RewardSpec(Section):
+    """A reward from the registry (name, ``module:function`` or ``file.py:function``)."""
+
+    name: str
+    weight: float = 1.0
+    kwargs: dict[str, Any] = {}
+    alias: str | None = None
+    range: tuple[float, float] | None = None
+
+    @field_validator("range")
+    @classmethod
+    def _ordered(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
+        if value is not None and not value[0] < value[1]:
+            raise ValueError(f"range must be [low, high] with low < high, got {list(value)}")
+        return value
+
+
+class RolloutSection(Section):
+    backend: Literal["transformers", "vllm"] = "transformers"
+    vllm_mode: Literal["colocate", "server"] = "colocate"
+    gpu_memory_utilization: float = Field(0.3, gt=0, le=1)
+    tensor_parallel_size: int = Field(1, gt=0)
+    enable_sleep_mode: bool = False
+    server_host: str = "0.0.0.0"
+    server_port: int = 8000
+    server_base_url: str | None = None
+    max_model_length: int | None = Field(None, gt=0)
+
+
+class DistributedSection(Section):
+    zero_stage: Literal[0, 2, 3] = 0
+    offload: bool = False
+    gpus: int = Field(1, gt=0)
+
+    @model_validator(mode="after")
+    def _offload_needs_zero3(self) -> DistributedSection:
+        if self.offload and self.zero_stage != 3:
+            raise ValueError("offload needs zero_stage: 3")
+        return self
+
+
+class WarmupSection(Section):
+    """A short supervised stage before GRPO (teaches a from-scratch model the answer format)."""
+
+    steps: int = Field(0, ge=0)
+    learning_rate: float = Field(1e-3, gt=0)
+    batch_size: int = Field(8, gt=0)
+
+
+class EvalSection(Section):
+    datasets: list[DatasetSpec] = []
+    every_steps: int | None = Field(None, gt=0)
+    max_new_tokens: int = Field(64, gt=0)
+    batch_size: int = Field(8, gt=0)
+    retention: DatasetSpec | None = None
+
+
+class OutputSection(Section):
+    dir: str = "outputs/run"
+    report_to: list[str] = ["tensorboard"]
+    save_steps: int | None = Field(None, gt=0)
+    save_total_limit: int | None = Field(2, gt=0)
+
+
+class Recipe(Section):
+    """A whole run: model, data, rewards, GRPO settings, rollout engine, parallelism, output."""
+
+    name: str = "run"
+    seed: int = 0
+    model: ModelSection
+    data: DataSection
+    rewards: list[RewardSpec] = Field(min_length=1)
+    grpo: dict[str, Any] = {}
+    rollout: RolloutSection = RolloutSection()
+    distributed: DistributedSection = DistributedSection()
+    warmup: WarmupSection = WarmupSection()
+    eval: EvalSection = EvalSection()
+    output: OutputSection = OutputSection()
+
+    @model_validator(mode="after")
+    def _reward_routing(self) -> Recipe:
+        names = {r.alias or r.name for r in self.rewards}
+        for i, d in enumerate(self.data.datasets):
+            for r in d.rewards or []:
+                if r not in names:
+                    raise ValueError(f"data.datasets[{i}].rewards names {r!r}, which is not in rewards: {sorted(names)}")
+        return self

@@ -1,0 +1,1 @@
+"""Training glue: recipe -> TRL GRPOTrainer (config mapping, rewards, data order, callbacks)."""

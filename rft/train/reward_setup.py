@@ -1,0 +1,50 @@
+"""Recipe ``rewards:`` -> TRL reward functions and weights, routed per dataset and rescaled."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+import rewards
+from rft.recipe.schema import Recipe, RewardSpec
+
+RewardFn = Callable[..., list]
+
+
+def only_for_datasets(fn: RewardFn, datasets: set[str]) -> RewardFn:
+    """``fn`` on rows of ``datasets``; ``None`` (not applicable) on the others."""
+
+    @functools.wraps(fn)
+    def routed(completions: list, **columns: Any) -> list:
+        values = fn(completions, **columns)
+        names = columns.get("dataset") or [None] * len(completions)
+        return [v if d is None or d in datasets else None for v, d in zip(values, names)]
+
+    return routed
+
+
+def rescaled(fn: RewardFn, low: float, high: float) -> RewardFn:
+    """``fn`` mapped from [low, high] to [0, 1] (clipped), so rewards of different ranges weigh alike."""
+
+    @functools.wraps(fn)
+    def scaled(completions: list, **columns: Any) -> list:
+        return [None if v is None else min(1.0, max(0.0, (v - low) / (high - low))) for v in fn(completions, **columns)]
+
+    return scaled
+
+
+def reward_function(spec: RewardSpec, recipe: Recipe) -> RewardFn:
+    """One configured reward: registry lookup, options, dataset routing, range rescaling."""
+    name = spec.alias or spec.name.rsplit(":", 1)[-1]
+    fn = rewards.get(spec.name, name=name, **spec.kwargs)
+    users = {d.name for d in recipe.data.datasets if d.rewards is None or name in d.rewards}
+    if users != {d.name for d in recipe.data.datasets}:
+        fn = only_for_datasets(fn, users)
+    if spec.range is not None:
+        fn = rescaled(fn, *spec.range)
+    return fn
+
+
+def build_rewards(recipe: Recipe) -> tuple[list[RewardFn], list[float]]:
+    """TRL ``reward_funcs`` and ``reward_weights`` of a recipe."""
+    return [reward_function(s, recipe) for s in recipe.rewards], [s.weight for s in recipe.rewards]

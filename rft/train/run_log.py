@@ -1,0 +1,68 @@
+"""Progress lines while training, and ``metrics.json`` + ``reward_curve.png`` at the end."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+
+def reward_keys(history: list[dict]) -> list[str]:
+    """The per-reward mean keys TRL logged (``rewards/<name>/mean``)."""
+    return sorted({k for h in history for k in h if k.startswith("rewards/") and k.endswith("/mean")})
+
+
+def plot_rewards(history: list[dict], path: Path, title: str = "GRPO reward") -> Path | None:
+    """Total reward and each named reward over training steps, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    logged = [h for h in history if "reward" in h and "step" in h]
+    if not logged:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
+    steps = [h["step"] for h in logged]
+    ax.plot(steps, [h["reward"] for h in logged], label="reward (weighted sum)", linewidth=2.2, color="black")
+    for key in reward_keys(logged):
+        values = [h.get(key, math.nan) for h in logged]
+        ax.plot(steps, values, label=key.removeprefix("rewards/").removesuffix("/mean"), alpha=0.8)
+    ax.set_xlabel("step")
+    ax.set_ylabel("mean reward")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+class RunLog(TrainerCallback):
+    """Prints one line per logged step and writes the run's metrics and reward curve when it ends."""
+
+    def __init__(self, output_dir: str | Path, print_fn=print):
+        self.output_dir = Path(output_dir)
+        self.print = print_fn
+        self.start = time.monotonic()
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or not logs or "reward" not in logs:
+            return
+        parts = [f"step {state.global_step:>4}/{state.max_steps}", f"reward {logs['reward']:.3f}"]
+        parts += [f"{k.removeprefix('rewards/').removesuffix('/mean')} {logs[k]:.3f}"
+                  for k in reward_keys([logs]) if not math.isnan(logs[k])]
+        parts.append(f"{time.monotonic() - self.start:.0f}s")
+        self.print("  ".join(parts), flush=True)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero:
+            return
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        history = [h for h in state.log_history if "reward" in h]
+        (self.output_dir / "metrics.json").write_text(json.dumps({"log_history": state.log_history}, indent=1))
+        plot_rewards(history, self.output_dir / "reward_curve.png")
