@@ -83,10 +83,13 @@ def grpo_field_types() -> dict[str, Any]:
     return {f.name: hints.get(f.name, Any) for f in dataclasses.fields(GRPOConfig) if f.init}
 
 
-def check_grpo(grpo: dict[str, Any]) -> list[str]:
-    """Problems with ``grpo:`` keys against the installed TRL's GRPOConfig (empty when fine)."""
+def check_grpo(grpo: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """``grpo:`` coerced to the installed TRL's GRPOConfig field types, and the problems found.
+
+    Coercion matters: YAML reads ``1e-6`` as a string; GRPOConfig wants a float.
+    """
     fields = grpo_field_types()
-    problems = []
+    coerced, problems = {}, []
     for key, value in grpo.items():
         if key in OWNED_ELSEWHERE:
             problems.append(f"grpo.{key}: set this through {OWNED_ELSEWHERE[key]} instead")
@@ -96,12 +99,12 @@ def check_grpo(grpo: dict[str, Any]) -> list[str]:
             problems.append(f"grpo.{key}: not a GRPOConfig field of the installed TRL{hint}")
         else:
             try:
-                TypeAdapter(fields[key]).validate_python(value, strict=False)
+                coerced[key] = TypeAdapter(fields[key]).validate_python(value)
             except ValidationError as exc:
                 problems.append(f"grpo.{key}: {exc.errors()[0]['msg']} (got {value!r}, expected {fields[key]})")
             except Exception:  # a type pydantic cannot check: TRL will when the config is built
-                pass
-    return problems
+                coerced[key] = value
+    return coerced, problems
 
 
 def validate(data: dict[str, Any], source: str = "recipe") -> Recipe:
@@ -114,9 +117,11 @@ def validate(data: dict[str, Any], source: str = "recipe") -> Recipe:
     except ValidationError as exc:
         problems = [_explain(e) for e in exc.errors()]
         recipe = None
-    problems += check_grpo(data.get("grpo") or {}) if isinstance(data.get("grpo", {}), dict) else []
+    grpo, grpo_problems = check_grpo(data["grpo"]) if isinstance(data.get("grpo"), dict) else ({}, [])
+    problems += grpo_problems
     if problems:
         raise RecipeError(f"{source}: invalid recipe\n  " + "\n  ".join(problems))
+    recipe.grpo = grpo
     return recipe
 
 
