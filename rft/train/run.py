@@ -1,0 +1,113 @@
+"""``rft train``: a recipe becomes a GRPO run on TRL's GRPOTrainer."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rft.errors import RecipeError
+from rft.recipe import Recipe, dump_recipe
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """How many unique prompts each TRL generation batch takes, and how many batches the run needs."""
+
+    prompts_per_batch: int
+    n_batches: int
+    max_steps: int
+
+
+def plan_batches(grpo: dict[str, Any], world_size: int, total_rows: int) -> BatchPlan:
+    """Batch arithmetic of TRL's GRPOTrainer: a generation batch is ``per_device_train_batch_size x
+    world_size x steps_per_generation`` completions, ``num_generations`` per prompt; it serves
+    ``steps_per_generation x num_iterations`` micro-steps."""
+    per_device = int(grpo["per_device_train_batch_size"])
+    accumulation = int(grpo.get("gradient_accumulation_steps", 1))
+    steps_per_generation = int(grpo.get("steps_per_generation") or accumulation)
+    generations = int(grpo["num_generations"])
+    completions = per_device * world_size * steps_per_generation
+    if completions % generations:
+        raise RecipeError(
+            f"grpo: per_device_train_batch_size ({per_device}) x GPUs ({world_size}) x steps_per_generation "
+            f"({steps_per_generation}) = {completions} completions per generation batch, not a multiple of "
+            f"num_generations ({generations})"
+        )
+    prompts = completions // generations
+    micro_steps_per_batch = steps_per_generation * int(grpo.get("num_iterations", 1))
+    if grpo.get("max_steps", -1) and int(grpo.get("max_steps", -1)) > 0:
+        max_steps = int(grpo["max_steps"])
+    else:
+        epochs = float(grpo.get("num_train_epochs", 1.0))
+        max_steps = max(1, math.ceil(epochs * total_rows / prompts * micro_steps_per_batch / accumulation))
+    n_batches = math.ceil(max_steps * accumulation / micro_steps_per_batch) + 1
+    return BatchPlan(prompts, n_batches, max_steps)
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def prepare_model(recipe: Recipe, loaded):
+    """Freeze parts or add LoRA as the recipe says; returns the model to train."""
+    from rft.models.lora import apply_lora
+    from rft.models.parts import freeze_parts
+
+    model_section = recipe.model
+    if model_section.lora.enabled:
+        model = apply_lora(loaded.model, model_section.lora, model_section.freeze)
+    else:
+        frozen = [p for p in ("vision", "projector", "language") if getattr(model_section.freeze, p)]
+        freeze_parts(loaded.model, frozen)
+        model = loaded.model
+    return model
+
+
+def train(recipe: Recipe, resume: str | None = None):
+    """Run GRPO as ``recipe`` says; returns the trainer (its ``state.log_history`` holds the metrics)."""
+    from datasets import Dataset, Image
+    from transformers import set_seed
+
+    from rft.data.mixing import order_rows
+    from rft.data.sources import training_rows
+    from rft.models.load import load_model
+    from rft.models.vision_tokens import vision_token_ids
+    from rft.train.config import RFT_DEFAULTS, grpo_config
+    from rft.train.reward_setup import build_rewards
+    from rft.train.run_log import RunLog
+    from rft.train.trainer import RftGRPOTrainer
+
+    out = Path(recipe.output.dir)
+    out.mkdir(parents=True, exist_ok=True)
+    dump_recipe(recipe, out / "recipe.yaml")
+    set_seed(recipe.seed)
+    reward_funcs, reward_weights = build_rewards(recipe)  # fail fast on a bad reward spec
+    loaded = load_model(recipe.model, out)
+    rows = training_rows(recipe, loaded, out / "data")
+    plan = plan_batches({**RFT_DEFAULTS, **recipe.grpo}, world_size(), sum(len(r) for r in rows.values()))
+    ordered = order_rows(rows, recipe.data, plan.prompts_per_batch, plan.n_batches, recipe.seed)
+    dataset = Dataset.from_list(ordered).cast_column("image", Image())
+    log.info("training on %d prompts in %d batches of %d, %d steps", len(ordered), plan.n_batches,
+             plan.prompts_per_batch, plan.max_steps)
+    if recipe.warmup.steps:
+        from rft.train.warmup import supervised_warmup
+
+        supervised_warmup(loaded, [r for rs in rows.values() for r in rs], recipe.warmup, recipe.seed)
+    model = prepare_model(recipe, loaded)
+    banned = vision_token_ids(loaded.processor.tokenizer, loaded.family, loaded.processor)
+    config = grpo_config(recipe, loaded.model.dtype, banned, reward_weights, plan.max_steps)
+    trainer = RftGRPOTrainer(
+        model=model, reward_funcs=reward_funcs, args=config, train_dataset=dataset,
+        processing_class=loaded.processor, callbacks=[RunLog(out)],
+        part_learning_rates=recipe.model.learning_rates.model_dump(),
+    )
+    trainer.train(resume_from_checkpoint=resume)
+    trainer.save_model(str(out / "final"))
+    loaded.processor.save_pretrained(str(out / "final"))
+    return trainer
