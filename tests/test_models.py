@@ -1,0 +1,122 @@
+"""Model controls: weight-load report, freezing, per-part learning rates, LoRA, vision-token bans."""
+
+import logging
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+from transformers import AutoProcessor
+
+from rft.errors import RecipeError
+from rft.models.load import load_model
+from rft.models.lora import apply_lora
+from rft.models.parts import freeze_parts, parameter_groups, part_of, parameters_by_part
+from rft.models.tiny import build_tiny_vlm
+from rft.models.vision_tokens import vision_token_ids
+from rft.recipe.schema import Lora, ModelSection, PartSettings
+
+
+@pytest.fixture(scope="module")
+def tiny_path(tmp_path_factory):
+    return build_tiny_vlm("qwen2_5_vl", tmp_path_factory.mktemp("tiny") / "m")
+
+
+@pytest.fixture()
+def loaded(tiny_path, tmp_path):
+    return load_model(ModelSection(path=str(tiny_path)), tmp_path)
+
+
+def test_part_names():
+    assert part_of("model.visual.blocks.0.attn.qkv.weight") == "vision"
+    assert part_of("model.visual.merger.mlp.0.weight") == "projector"
+    assert part_of("model.visual.deepstack_merger_list.0.norm.weight") == "projector"
+    assert part_of("model.multi_modal_projector.linear_1.weight") == "projector"
+    assert part_of("model.vision_tower.encoder.layers.0.q_proj.weight") == "vision"
+    assert part_of("model.language_model.layers.0.self_attn.q_proj.weight") == "language"
+    assert part_of("lm_head.weight") == "language"
+
+
+def test_every_part_is_found(loaded):
+    counts = {p: len(v) for p, v in parameters_by_part(loaded.model).items()}
+    assert all(counts.values()), counts
+    assert loaded.report.ok and loaded.family == "qwen2_5_vl"
+
+
+def test_freezing_really_freezes(loaded):
+    model = loaded.model
+    trainable = freeze_parts(model, ["vision", "projector"])
+    assert trainable["vision"] == 0 and trainable["projector"] == 0 and trainable["language"] > 0
+    proc = loaded.processor
+    from PIL import Image
+
+    msgs = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "what shape"}]}]
+    text = proc.apply_chat_template(msgs, add_generation_prompt=True)
+    batch = proc(text=[text], images=[Image.new("RGB", (112, 112), "red")], return_tensors="pt")
+    model(**batch, labels=batch["input_ids"]).loss.backward()
+    groups = parameters_by_part(model)
+    assert all(p.grad is None for _, p in groups["vision"] + groups["projector"])
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for _, p in groups["language"])
+
+
+def test_parameter_groups_have_part_learning_rates(loaded):
+    freeze_parts(loaded.model, [])
+    names = {n for n, _ in loaded.model.named_parameters() if n.endswith("weight") and "norm" not in n}
+    groups = parameter_groups(loaded.model, 1e-5, {"vision": 1e-6, "projector": 3e-5, "language": None}, 0.01, names)
+    lrs = {g["part"]: g["lr"] for g in groups}
+    assert lrs == {"vision": 1e-6, "projector": 3e-5, "language": 1e-5}
+    n_params = sum(len(g["params"]) for g in groups)
+    assert n_params == sum(1 for p in loaded.model.parameters() if p.requires_grad)
+    optimizer = torch.optim.AdamW(groups, lr=1e-5)
+    assert sorted({g["lr"] for g in optimizer.param_groups}) == [1e-6, 1e-5, 3e-5]
+
+
+def test_lora_trains_only_adapters(loaded):
+    model = apply_lora(loaded.model, Lora(enabled=True, r=4), PartSettings(vision=True, projector=True))
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+    assert not any(part_of(n) == "vision" for n in trainable)  # the vision tower is left out by default
+
+
+def test_lora_can_include_vision_and_train_projector(loaded):
+    model = apply_lora(loaded.model, Lora(enabled=True, r=4, include_vision=True), PartSettings(vision=True, projector=False))
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert any("lora_" in n and part_of(n) == "vision" for n in trainable)
+    assert any("merger" in n and "lora_" not in n for n in trainable)
+
+
+def test_weight_report_fires_on_a_damaged_checkpoint(tiny_path, tmp_path, caplog):
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    for f in tiny_path.iterdir():
+        (damaged / f.name).write_bytes(f.read_bytes())
+    weights = load_file(damaged / "model.safetensors")
+    dropped = [k for k in weights if ".merger." in k or "layers.1." in k]
+    save_file({k: v for k, v in weights.items() if k not in dropped}, damaged / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(RecipeError) as err:
+        load_model(ModelSection(path=str(damaged)), tmp_path)
+    message = str(err.value)
+    assert "missing (left at random initialisation)" in message and "projector" in message and "language" in message
+    assert "allow_missing_weights" in message
+    with caplog.at_level(logging.WARNING):
+        loaded = load_model(ModelSection(path=str(damaged), allow_missing_weights=True), tmp_path)
+    assert len(loaded.report.missing) == len(dropped) and "did not load cleanly" in caplog.text
+
+
+def test_missing_model_is_a_clear_error(tmp_path):
+    with pytest.raises(RecipeError, match="model.path: cannot load"):
+        load_model(ModelSection(path=str(tmp_path / "nowhere")), tmp_path)
+
+
+def test_pixel_budget_reaches_the_processor(tiny_path, tmp_path):
+    loaded = load_model(ModelSection(path=str(tiny_path), min_pixels=28 * 28, max_pixels=56 * 56 * 4), tmp_path)
+    assert loaded.processor.image_processor.size == {"shortest_edge": 784, "longest_edge": 12544}
+    assert loaded.factor == 28
+
+
+@pytest.mark.parametrize("family", ["qwen2_vl", "qwen2_5_vl", "qwen3_vl"])
+def test_vision_token_ban_list_per_family(family, tmp_path):
+    processor = AutoProcessor.from_pretrained(build_tiny_vlm(family, tmp_path / family))
+    ids = vision_token_ids(processor.tokenizer, family)
+    tokens = processor.tokenizer.convert_ids_to_tokens(ids)
+    assert set(tokens) == {"<|vision_start|>", "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>"}
+    assert processor.tokenizer.convert_tokens_to_ids(processor.image_token) in ids

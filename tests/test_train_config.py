@@ -1,0 +1,88 @@
+"""Recipe -> GRPOConfig mapping for both rollout backends, ZeRO/accelerate selection, launch command."""
+
+import json
+
+import pytest
+import torch
+
+from rft.errors import RecipeError
+from rft.recipe import validate
+from rft.recipe.schema import DistributedSection
+from rft.train.config import grpo_config, grpo_kwargs, zero_config_path
+from rft.train.launch import accelerate_config, launch_command
+from rft.train.run import plan_batches
+
+BASE = {
+    "model": {"tiny": {}},
+    "data": {"datasets": [{"name": "s", "kind": "synthetic_shapes"}]},
+    "rewards": [{"name": "format", "weight": 0.5}, {"name": "classification_accuracy"}],
+}
+
+
+def recipe(**sections):
+    return validate({**BASE, **sections})
+
+
+def test_transformers_backend_mapping():
+    r = recipe(grpo={"learning_rate": "2e-6", "num_generations": 4, "generation_kwargs": {"suppress_tokens": [7]}},
+               output={"dir": "/tmp/x", "report_to": []})
+    kw = grpo_kwargs(r, torch.float32, [3, 5], [0.5, 1.0], max_steps=10)
+    assert kw["learning_rate"] == 2e-6 and kw["num_generations"] == 4 and kw["max_steps"] == 10
+    assert kw["reward_weights"] == [0.5, 1.0] and kw["use_vllm"] is False
+    assert kw["generation_kwargs"]["suppress_tokens"] == [3, 5, 7]
+    assert kw["use_cpu"] and not kw["bf16"] and kw["remove_unused_columns"] is False and kw["shuffle_dataset"] is False
+    config = grpo_config(r, torch.float32, [3, 5], [0.5, 1.0], 10)
+    assert config.output_dir == "/tmp/x" and config.beta == 0.04
+
+
+@pytest.mark.parametrize("mode", ["colocate", "server"])
+def test_vllm_backend_mapping(mode):
+    r = recipe(rollout={"backend": "vllm", "vllm_mode": mode, "gpu_memory_utilization": 0.35, "enable_sleep_mode": True,
+                        "server_port": 8001})
+    kw = grpo_kwargs(r, torch.bfloat16, [3, 5], [1.0, 1.0], max_steps=1)
+    assert kw["use_vllm"] and kw["vllm_mode"] == mode and kw["vllm_gpu_memory_utilization"] == 0.35
+    assert kw["vllm_enable_sleep_mode"] and kw["vllm_server_port"] == 8001
+    assert kw["generation_kwargs"]["logit_bias"] == {3: -100.0, 5: -100.0}
+    assert "suppress_tokens" not in kw["generation_kwargs"]
+
+
+@pytest.mark.parametrize("stage, offload, name", [(2, False, "zero2"), (3, False, "zero3"), (3, True, "zero3_offload")])
+def test_zero_config_selection(stage, offload, name):
+    r = recipe(distributed={"zero_stage": stage, "offload": offload})
+    kw = grpo_kwargs(r, torch.bfloat16, [], [1.0, 1.0], max_steps=1)
+    assert kw["deepspeed"].endswith(f"zero_configs/{name}.json")
+    ds = json.loads(zero_config_path(stage, offload).read_text())
+    assert ds["zero_optimization"]["stage"] == stage
+    assert ("offload_param" in ds["zero_optimization"]) == offload
+    assert accelerate_config(r.distributed).name == f"accelerate_{name}.yaml"
+    assert accelerate_config(r.distributed).is_file()
+
+
+def test_no_deepspeed_without_zero():
+    assert "deepspeed" not in grpo_kwargs(recipe(), torch.float32, [], [1.0, 1.0], max_steps=1)
+    assert accelerate_config(DistributedSection()).name == "accelerate_ddp.yaml"
+
+
+def test_launch_command():
+    cmd = launch_command("r.yaml", ["grpo.beta=0"], DistributedSection(zero_stage=3), 2, resume="latest")
+    assert cmd[1:3] == ["-m", "accelerate.commands.launch"]
+    assert cmd[cmd.index("--num_processes") + 1] == "2"
+    assert cmd[cmd.index("--deepspeed_config_file") + 1].endswith("zero3.json")
+    assert cmd[-7:] == ["-m", "rft.train", "r.yaml", "--set", "grpo.beta=0", "--resume", "latest"]
+
+
+def test_plan_batches():
+    plan = plan_batches({"per_device_train_batch_size": 8, "num_generations": 4, "max_steps": 10}, 1, 100)
+    assert (plan.prompts_per_batch, plan.max_steps) == (2, 10) and plan.n_batches >= 10
+    plan = plan_batches({"per_device_train_batch_size": 4, "num_generations": 4, "gradient_accumulation_steps": 2}, 2, 40)
+    assert plan.prompts_per_batch == 4 and plan.max_steps == 10
+    with pytest.raises(RecipeError, match="not a multiple of num_generations"):
+        plan_batches({"per_device_train_batch_size": 6, "num_generations": 4}, 1, 10)
+
+
+def test_bad_reward_kwargs_fail_at_setup():
+    from rewards import RewardSpecError
+    from rft.train.reward_setup import build_rewards
+
+    with pytest.raises(RewardSpecError, match="iou_threshold"):
+        build_rewards(recipe(rewards=[{"name": "detection_confidence", "kwargs": {"iou_treshold": 0.3}}]))
