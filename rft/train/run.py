@@ -71,9 +71,9 @@ def prepare_model(recipe: Recipe, loaded):
 
 def train(recipe: Recipe, resume: str | None = None):
     """Run GRPO as ``recipe`` says; returns the trainer (its ``state.log_history`` holds the metrics)."""
-    from datasets import Dataset, Image
     from transformers import set_seed
 
+    from rft.data.build import to_dataset
     from rft.data.mixing import order_rows
     from rft.data.sources import training_rows
     from rft.models.load import load_model
@@ -92,7 +92,7 @@ def train(recipe: Recipe, resume: str | None = None):
     rows = training_rows(recipe, loaded, out / "data")
     plan = plan_batches({**RFT_DEFAULTS, **recipe.grpo}, world_size(), sum(len(r) for r in rows.values()))
     ordered = order_rows(rows, recipe.data, plan.prompts_per_batch, plan.n_batches, recipe.seed)
-    dataset = Dataset.from_list(ordered).cast_column("image", Image())
+    dataset = to_dataset(ordered)
     log.info("training on %d prompts in %d batches of %d, %d steps", len(ordered), plan.n_batches,
              plan.prompts_per_batch, plan.max_steps)
     if recipe.warmup.steps:

@@ -1,0 +1,143 @@
+"""Rows -> what TRL's ``GRPOTrainer`` consumes: a conversational prompt, the image, reward columns.
+
+Each image is resized once to the model's pixel budget by Qwen's rule and written to
+``resized_dir`` (JPEG, quality 95, for JPEG sources, else PNG), named by the source path, its
+modification time and size, and the target size, so later runs reuse it. Its sides are
+multiples of ``factor`` within the budget, so the Qwen processor (and vLLM) given the same
+``min_pixels``/``max_pixels`` does not resize it again: ``model_image_size`` is exactly the
+size the model sees, which pixel answers (Qwen2.5-VL) refer to.
+
+A TRL row::
+
+    {"prompt": [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": str}]}],
+     "image": "/abs/resized/file.jpg", "task": str, "solution": JSON str, "image_size": [w, h],
+     "coord_format": str, "model_image_size": [w, h], "id": str, "dataset": str}
+
+``solution`` is a JSON string so that one Arrow type holds every task. ``image`` is a path:
+:func:`to_dataset` makes it an ``Image`` column, which TRL receives as a PIL image (its vLLM
+path needs PIL images, not paths); a path keeps memory and open files flat for big datasets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import datasets
+import jinja2
+
+from rewards.coords import model_input_size
+from rft.data.images import open_image, resize_to_budget, write_atomic
+from rft.data.prompts import Template, load_template, render_prompt, row_coord_format
+from rft.data.records import Row, validate_row
+from rft.errors import DataError
+
+_STRING = datasets.Value("string")
+_SIZE = datasets.List(datasets.Value("int64"))
+TRL_FEATURES = datasets.Features({
+    "prompt": datasets.List({"role": _STRING, "content": datasets.List({"type": _STRING, "text": _STRING})}),
+    "image": datasets.Image(),
+    "task": _STRING,
+    "solution": _STRING,
+    "image_size": _SIZE,
+    "coord_format": _STRING,
+    "model_image_size": _SIZE,
+    "id": _STRING,
+    "dataset": _STRING,
+})
+"""Arrow types of a TRL row, the same for every task."""
+
+_JPEG_SUFFIXES = (".jpg", ".jpeg")
+
+
+def to_trl_rows(
+    rows: Iterable[Row],
+    *,
+    family: str,
+    min_pixels: int,
+    max_pixels: int,
+    factor: int,
+    resized_dir: str | Path,
+    coord_format: str | None = None,
+    template_overrides: Mapping[str, Template] | None = None,
+    workers: int = 4,
+) -> list[dict[str, Any]]:
+    """TRL rows (module docstring) for ``rows``, checked against the row contract.
+
+    ``family`` picks the prompt's box convention (:func:`rft.data.prompts.coord_format_for`)
+    unless ``coord_format`` is given; a row's own ``query["coord_format"]`` wins over both.
+    ``factor`` is the processor's ``patch_size * merge_size`` (28 for Qwen2/2.5-VL, 32 for
+    Qwen3-VL). ``template_overrides`` maps a task to a template (text or ``.jinja`` file).
+    Images are resized by ``workers`` threads.
+    """
+    checked = [validate_row(row, f"row {_name(row, i)}") for i, row in enumerate(rows)]
+    resized_dir = Path(resized_dir)
+    resized_dir.mkdir(parents=True, exist_ok=True)
+    sources = {(r["image"], tuple(r["image_size"])): r for r in checked}
+
+    def resize(row: Row) -> tuple[str, list[int]]:
+        return _resized(row, min_pixels, max_pixels, factor, resized_dir)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        resized = dict(zip(sources, pool.map(resize, sources.values())))
+    templates: dict[str, jinja2.Template] = {}
+    out = []
+    for row in checked:
+        task = row["task"]
+        if task not in templates:
+            templates[task] = load_template(task, (template_overrides or {}).get(task))
+        image, model_size = resized[row["image"], tuple(row["image_size"])]
+        text = render_prompt(row, family, templates[task], coord_format)
+        out.append({
+            "prompt": [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}],
+            "image": image,
+            "task": task,
+            "solution": json.dumps(row["solution"], ensure_ascii=False),
+            "image_size": list(row["image_size"]),
+            "coord_format": row_coord_format(row, family, coord_format),
+            "model_image_size": model_size,
+            "id": row["id"],
+            "dataset": row["dataset"],
+        })
+    return out
+
+
+def to_dataset(trl_rows: Iterable[dict[str, Any]]) -> datasets.Dataset:
+    """A ``datasets.Dataset`` of TRL rows with :data:`TRL_FEATURES` (``image`` decodes to PIL)."""
+    return datasets.Dataset.from_list(list(trl_rows), features=TRL_FEATURES)
+
+
+def _name(row: Any, index: int) -> str:
+    return str(row.get("id", index)) if isinstance(row, dict) else str(index)
+
+
+def _resized(row: Row, min_pixels: int, max_pixels: int, factor: int, resized_dir: Path) -> tuple[str, list[int]]:
+    """The resized copy of a row's image (written unless already there) and its [width, height]."""
+    source, where = Path(row["image"]), f"row {row['id']}"
+    try:
+        stat = source.stat()
+        width, height = model_input_size(row["image_size"], factor, min_pixels, max_pixels)
+    except FileNotFoundError:
+        raise DataError(f"{where}: {source}: image file not found") from None
+    except ValueError as exc:  # smart_resize refuses aspect ratios over 200
+        raise DataError(f"{where}: {source}: {exc}") from None
+    key = hashlib.sha1(f"{source.resolve()}|{stat.st_mtime_ns}|{stat.st_size}".encode()).hexdigest()[:16]
+    jpeg = source.suffix.lower() in _JPEG_SUFFIXES
+    target = resized_dir / f"{source.stem}-{key}-{width}x{height}{'.jpg' if jpeg else '.png'}"
+    if not target.is_file():
+        try:
+            image = open_image(source)
+        except DataError as exc:
+            raise DataError(f"{where}: {exc}") from None
+        if list(image.size) != list(row["image_size"]):
+            raise DataError(f"{where}: image_size {list(row['image_size'])} but {source} is {image.size[0]}x{image.size[1]}")
+        buffer = io.BytesIO()
+        resize_to_budget(image, min_pixels, max_pixels, factor).save(
+            buffer, **({"format": "JPEG", "quality": 95} if jpeg else {"format": "PNG"})
+        )
+        write_atomic(target, buffer.getvalue())
+    return str(target.resolve()), [width, height]
