@@ -61,7 +61,7 @@ def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
 
 def _explain(error: dict[str, Any]) -> str:
     loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith(("function-", "literal["))))
-    where = yaml_path(loc) or "recipe"
+    where = yaml_path(loc)
     if error["type"] == "extra_forbidden":
         model = _model_at(loc)
         allowed = sorted(model.model_fields) if model else []
@@ -69,6 +69,8 @@ def _explain(error: dict[str, Any]) -> str:
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         return f"{where}: unknown key{hint}; allowed keys: {', '.join(allowed)}"
     message = error["msg"].removeprefix("Value error, ")
+    if not where:  # a check across sections: its message names the fields
+        return message
     given = error.get("input")
     shown = "" if isinstance(given, (dict, list)) or given is None else f" (got {given!r})"
     return f"{where}: {message}{shown}"

@@ -72,6 +72,7 @@ def prepare_model(recipe: Recipe, loaded):
 def train(recipe: Recipe, resume: str | None = None):
     """Run GRPO as ``recipe`` says; returns the trainer (its ``state.log_history`` holds the metrics)."""
     from transformers import set_seed
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     from rft.data.build import to_dataset
     from rft.data.mixing import order_rows
@@ -107,6 +108,8 @@ def train(recipe: Recipe, resume: str | None = None):
         processing_class=loaded.processor, callbacks=[RunLog(out)],
         part_learning_rates=recipe.model.learning_rates.model_dump(),
     )
+    trainer.remove_callback(PrinterCallback)  # RunLog prints one readable line per step instead
+    trainer.remove_callback(ProgressCallback)
     trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(str(out / "final"))
     loaded.processor.save_pretrained(str(out / "final"))

@@ -10,6 +10,11 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 
+def number(value: object) -> float:
+    """A logged value as a float; NaN for None (TRL logs None for a reward that applied to nothing)."""
+    return float(value) if isinstance(value, (int, float)) else math.nan
+
+
 def reward_keys(history: list[dict]) -> list[str]:
     """The per-reward mean keys TRL logged (``rewards/<name>/mean``)."""
     return sorted({k for h in history for k in h if k.startswith("rewards/") and k.endswith("/mean")})
@@ -29,7 +34,7 @@ def plot_rewards(history: list[dict], path: Path, title: str = "GRPO reward") ->
     steps = [h["step"] for h in logged]
     ax.plot(steps, [h["reward"] for h in logged], label="reward (weighted sum)", linewidth=2.2, color="black")
     for key in reward_keys(logged):
-        values = [h.get(key, math.nan) for h in logged]
+        values = [number(h.get(key)) for h in logged]
         ax.plot(steps, values, label=key.removeprefix("rewards/").removesuffix("/mean"), alpha=0.8)
     ax.set_xlabel("step")
     ax.set_ylabel("mean reward")
@@ -54,8 +59,8 @@ class RunLog(TrainerCallback):
         if not state.is_world_process_zero or not logs or "reward" not in logs:
             return
         parts = [f"step {state.global_step:>4}/{state.max_steps}", f"reward {logs['reward']:.3f}"]
-        parts += [f"{k.removeprefix('rewards/').removesuffix('/mean')} {logs[k]:.3f}"
-                  for k in reward_keys([logs]) if not math.isnan(logs[k])]
+        parts += [f"{k.removeprefix('rewards/').removesuffix('/mean')} {number(logs[k]):.3f}"
+                  for k in reward_keys([logs]) if not math.isnan(number(logs[k]))]
         parts.append(f"{time.monotonic() - self.start:.0f}s")
         self.print("  ".join(parts), flush=True)
 
