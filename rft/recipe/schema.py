@@ -185,11 +185,16 @@ class DistributedSection(Section):
 
 
 class WarmupSection(Section):
-    """A short supervised stage before GRPO (teaches a from-scratch model the answer format)."""
+    """A short supervised stage before GRPO (teaches a from-scratch model the answer format).
+
+    With ``format_only`` the targets are reference answers of *other* samples of the same task, so
+    the model learns how to answer but not what: everything it learns about the task is GRPO's.
+    """
 
     steps: int = Field(0, ge=0)
     learning_rate: float = Field(1e-3, gt=0)
     batch_size: int = Field(8, gt=0)
+    format_only: bool = True
 
 
 class EvalSection(Section):

@@ -1,0 +1,37 @@
+"""The ground truth of a TRL row written as the answer a perfect model would give.
+
+Used by the supervised warm-up and by tests: the rewards score these answers 1.
+"""
+
+from __future__ import annotations
+
+import json
+
+from rewards.coords import from_image_pixels
+from rewards.inputs import load_solution
+
+THINK = "<think>I look at the image.</think>"
+
+
+def _coords(values: list[float], coord_format: str) -> list[float | int]:
+    return [round(v, 3) for v in values] if coord_format == "norm1" else [int(round(v)) for v in values]
+
+
+def reference_answer(row: dict, think: str = THINK) -> str:
+    """``<think>..</think><answer>..</answer>`` with the row's ground truth in its coordinate convention."""
+    solution = load_solution(row["solution"])
+    task = row["task"]
+    if task in ("detection", "grounding"):
+        boxes = from_image_pixels(solution.get("boxes") or [], row["coord_format"], row["image_size"],
+                                  row.get("model_image_size"))
+        labels = list(solution.get("labels") or []) + [None] * len(boxes)
+        items = [{"bbox_2d": _coords(b, row["coord_format"]), **({"label": lab} if lab else {})}
+                 for b, lab in zip(boxes.tolist(), labels)]
+        answer = json.dumps(items) if items else "No Objects"
+    elif task == "classification":
+        answer = solution["label"]
+    elif task == "tagging":
+        answer = ", ".join(solution.get("tags") or [])
+    else:
+        raise ValueError(f"no reference answer for task {task!r}")
+    return f"{think}<answer>{answer}</answer>"
