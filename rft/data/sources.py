@@ -44,8 +44,12 @@ def load_rows(spec: DatasetSpec, on_bad_image: str, cache_dir: Path) -> tuple[li
     if kind == "synthetic_shapes":
         from rft.data.synthetic import make_shapes
 
-        made = make_shapes(cache_dir / spec.name, spec.num_samples, task=spec.task or "classification", seed=spec.seed,
-                           negative_ratio=spec.negative_ratio, dataset=spec.name)
+        try:
+            made = make_shapes(cache_dir / f"{spec.name}_{spec.split}", spec.num_samples, task=spec.task or "classification",
+                               seed=spec.seed, split=spec.split, negative_ratio=spec.negative_ratio, dataset=spec.name,
+                               **spec.options)
+        except TypeError as exc:
+            raise DataError(f"dataset {spec.name!r}: bad options {spec.options}: {exc}") from exc
         return made, LoadReport(source=f"synthetic shapes {spec.name}", rows=len(made))
     raise DataError(f"dataset {spec.name!r}: unknown kind {kind!r}")
 

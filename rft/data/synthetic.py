@@ -162,10 +162,13 @@ def _classification(rng: random.Random, label_shape: str, size: int, colours: li
             {"label": name, "synonyms": []}, {"classes": classes})
 
 
+_Object = tuple[str, str, tuple, list[int]]  # shape, colour, frame, tight box
+
+
 def _scene(rng: random.Random, size: int, shapes: Sequence[str], colours: list[str], count: int,
-           scale: tuple[float, float], exclude: tuple[str | None, str | None] = (None, None)) -> list[tuple[str, str, tuple, list[int]]]:
+           scale: tuple[float, float], exclude: tuple[str | None, str | None] = (None, None)) -> list[_Object]:
     """``count`` non-overlapping (shape, colour, frame, box); none is ``exclude`` (shape, colour or both)."""
-    objects: list[tuple[str, str, tuple, list[int]]] = []
+    objects: list[_Object] = []
     ex_shape, ex_colour = exclude
     while len(objects) < count:
         shape, colour = rng.choice(shapes), rng.choice(colours)

@@ -101,6 +101,8 @@ class DatasetSpec(Section):
     label_column: str = "label"
     num_samples: int = Field(64, gt=0)
     seed: int = 0
+    options: dict[str, Any] = {}
+    """Extra options of the kind's loader (e.g. ``shapes``, ``colours``, ``scale`` for ``synthetic_shapes``)."""
 
     @model_validator(mode="after")
     def _path_needed(self) -> DatasetSpec:

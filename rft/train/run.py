@@ -76,7 +76,8 @@ def train(recipe: Recipe, resume: str | None = None):
 
     from rft.data.build import to_dataset
     from rft.data.mixing import order_rows
-    from rft.data.sources import training_rows
+    from rft.data.sources import training_rows, trl_rows_for
+    from rft.eval.heldout import HeldOut, HeldOutCallback
     from rft.models.load import load_model
     from rft.models.vision_tokens import vision_token_ids
     from rft.train.config import RFT_DEFAULTS, grpo_config
@@ -100,17 +101,32 @@ def train(recipe: Recipe, resume: str | None = None):
         from rft.train.warmup import supervised_warmup
 
         supervised_warmup(loaded, [r for rs in rows.values() for r in rs], recipe.warmup, recipe.seed)
-    model = prepare_model(recipe, loaded)
     banned = vision_token_ids(loaded.processor.tokenizer, loaded.family, loaded.processor)
+    heldout = None
+    if recipe.eval.datasets:
+        eval_rows = [r for rs in trl_rows_for(recipe.eval.datasets, recipe, loaded, out / "data").values() for r in rs]
+        heldout = HeldOut(eval_rows, reward_funcs, loaded.processor, banned, recipe.eval.max_new_tokens,
+                          recipe.eval.batch_size)
+    before = heldout(loaded.model) if heldout else {}
+    if before:
+        print("held-out before GRPO: " + "  ".join(f"{k[5:]} {v:.3f}" for k, v in before.items()), flush=True)
+    model = prepare_model(recipe, loaded)
     config = grpo_config(recipe, loaded.model.dtype, banned, reward_weights, plan.max_steps)
+    callbacks = [RunLog(out, extra={"eval_before_grpo": before})]
+    if heldout and recipe.eval.every_steps:
+        callbacks.append(HeldOutCallback(heldout, recipe.eval.every_steps))
     trainer = RftGRPOTrainer(
         model=model, reward_funcs=reward_funcs, args=config, train_dataset=dataset,
-        processing_class=loaded.processor, callbacks=[RunLog(out)],
+        processing_class=loaded.processor, callbacks=callbacks,
         part_learning_rates=recipe.model.learning_rates.model_dump(),
     )
     trainer.remove_callback(PrinterCallback)  # RunLog prints one readable line per step instead
     trainer.remove_callback(ProgressCallback)
     trainer.train(resume_from_checkpoint=resume)
+    if heldout:
+        after = heldout(trainer.model)
+        print("held-out after GRPO:  " + "  ".join(f"{k[5:]} {v:.3f}" for k, v in after.items()), flush=True)
+        callbacks[0].write(trainer.state, {"eval_before_grpo": before, "eval_after_grpo": after})
     trainer.save_model(str(out / "final"))
     loaded.processor.save_pretrained(str(out / "final"))
     return trainer

@@ -50,9 +50,10 @@ def plot_rewards(history: list[dict], path: Path, title: str = "GRPO reward") ->
 class RunLog(TrainerCallback):
     """Prints one line per logged step and writes the run's metrics and reward curve when it ends."""
 
-    def __init__(self, output_dir: str | Path, print_fn=print):
+    def __init__(self, output_dir: str | Path, print_fn=print, extra: dict | None = None):
         self.output_dir = Path(output_dir)
         self.print = print_fn
+        self.extra = dict(extra or {})
         self.start = time.monotonic()
 
     def on_log(self, args, state, control, logs=None, **kwargs):
@@ -64,10 +65,14 @@ class RunLog(TrainerCallback):
         parts.append(f"{time.monotonic() - self.start:.0f}s")
         self.print("  ".join(parts), flush=True)
 
-    def on_train_end(self, args, state, control, **kwargs):
-        if not state.is_world_process_zero:
-            return
+    def write(self, state, extra: dict | None = None) -> None:
+        """``metrics.json`` (the log history and ``extra`` results) and ``reward_curve.png``."""
+        self.extra.update(extra or {})
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        history = [h for h in state.log_history if "reward" in h]
-        (self.output_dir / "metrics.json").write_text(json.dumps({"log_history": state.log_history}, indent=1))
-        plot_rewards(history, self.output_dir / "reward_curve.png")
+        metrics = {**self.extra, "log_history": state.log_history}
+        (self.output_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
+        plot_rewards([h for h in state.log_history if "reward" in h], self.output_dir / "reward_curve.png")
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            self.write(state)

@@ -1,0 +1,1 @@
+"""Evaluation: generate answers for held-out rows and score them with the rewards' own code."""

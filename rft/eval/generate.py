@@ -1,0 +1,34 @@
+"""Batched greedy generation for evaluation (transformers backend)."""
+
+from __future__ import annotations
+
+import torch
+
+from rft.data.images import open_image
+
+
+@torch.no_grad()
+def generate_answers(model, processor, rows: list[dict], banned_ids: list[int], max_new_tokens: int = 64,
+                     batch_size: int = 16) -> list[str]:
+    """Greedy completions for TRL rows (``prompt`` + ``image``), in order."""
+    tokenizer = processor.tokenizer
+    was_training = model.training
+    model.eval()
+    answers: list[str] = []
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start: start + batch_size]
+        texts = [processor.apply_chat_template(r["prompt"], add_generation_prompt=True, tokenize=False) for r in chunk]
+        images = [[open_image(r["image"])] for r in chunk]
+        inputs = processor(text=texts, images=images, padding=True, padding_side="left", return_tensors="pt").to(model.device)
+        out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
+                             suppress_tokens=banned_ids or None, pad_token_id=tokenizer.pad_token_id)
+        answers += tokenizer.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+    model.train(was_training)
+    return answers
+
+
+def mean_reward(reward_fn, rows: list[dict], answers: list[str]) -> float:
+    """Mean of a reward over the rows it applies to (NaN when it applies to none)."""
+    columns = {k: [r.get(k) for r in rows] for k in ("task", "solution", "image_size", "coord_format", "model_image_size", "dataset")}
+    values = [v for v in reward_fn(answers, **columns) if v is not None]
+    return sum(values) / len(values) if values else float("nan")

@@ -1,0 +1,37 @@
+"""Held-out evaluation during training: greedy answers scored by the run's own rewards."""
+
+from __future__ import annotations
+
+import math
+
+from transformers import TrainerCallback
+
+from rft.eval.generate import generate_answers, mean_reward
+
+
+class HeldOut:
+    """Scores a model on held-out TRL rows with each reward; returns ``{"eval/<reward>": mean}``."""
+
+    def __init__(self, rows: list[dict], reward_funcs: list, processor, banned_ids: list[int],
+                 max_new_tokens: int, batch_size: int):
+        self.rows, self.reward_funcs, self.processor = rows, reward_funcs, processor
+        self.banned_ids, self.max_new_tokens, self.batch_size = banned_ids, max_new_tokens, batch_size
+
+    def __call__(self, model) -> dict[str, float]:
+        answers = generate_answers(model, self.processor, self.rows, self.banned_ids, self.max_new_tokens, self.batch_size)
+        scores = {f"eval/{fn.__name__}": mean_reward(fn, self.rows, answers) for fn in self.reward_funcs}
+        return {k: v for k, v in scores.items() if not math.isnan(v)}
+
+
+class HeldOutCallback(TrainerCallback):
+    """Runs :class:`HeldOut` every ``every_steps`` steps and logs it with the trainer's other metrics."""
+
+    def __init__(self, heldout: HeldOut, every_steps: int | None, print_fn=print):
+        self.heldout, self.every_steps, self.print = heldout, every_steps, print_fn
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if self.every_steps and state.global_step % self.every_steps == 0 and state.is_world_process_zero:
+            scores = self.heldout(model)
+            state.log_history.append({**scores, "step": state.global_step})
+            self.print(f"held-out at step {state.global_step}: " + "  ".join(f"{k[5:]} {v:.3f}" for k, v in scores.items()),
+                       flush=True)
