@@ -7,6 +7,7 @@ import math
 import time
 from pathlib import Path
 
+import numpy as np
 from transformers import TrainerCallback
 
 
@@ -20,6 +21,16 @@ def reward_keys(history: list[dict]) -> list[str]:
     return sorted({k for h in history for k in h if k.startswith("rewards/") and k.endswith("/mean")})
 
 
+def moving_average(values: np.ndarray, window: int) -> np.ndarray:
+    """Trailing mean over ``window`` points, ignoring NaNs (shorter at the start)."""
+    out = np.full(len(values), np.nan)
+    for i in range(len(values)):
+        chunk = values[max(0, i - window + 1): i + 1]
+        chunk = chunk[~np.isnan(chunk)]
+        out[i] = chunk.mean() if len(chunk) else np.nan
+    return out
+
+
 def plot_rewards(history: list[dict], path: Path, title: str = "GRPO reward") -> Path | None:
     """Total reward and each named reward over training steps, as a PNG."""
     import matplotlib
@@ -31,11 +42,16 @@ def plot_rewards(history: list[dict], path: Path, title: str = "GRPO reward") ->
     if not logged:
         return None
     fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
-    steps = [h["step"] for h in logged]
-    ax.plot(steps, [h["reward"] for h in logged], label="reward (weighted sum)", linewidth=2.2, color="black")
-    for key in reward_keys(logged):
-        values = [number(h.get(key)) for h in logged]
-        ax.plot(steps, values, label=key.removeprefix("rewards/").removesuffix("/mean"), alpha=0.8)
+    steps = np.array([h["step"] for h in logged])
+    window = max(1, len(logged) // 20)
+    series = [("reward (weighted sum)", [number(h["reward"]) for h in logged], "black")]
+    series += [(k.removeprefix("rewards/").removesuffix("/mean"), [number(h.get(k)) for h in logged], None)
+               for k in reward_keys(logged)]
+    for label, values, colour in series:
+        values = np.array(values)
+        line, = ax.plot(steps, values, alpha=0.25, color=colour, linewidth=0.8)
+        ax.plot(steps, moving_average(values, window), color=line.get_color(), linewidth=2,
+                label=f"{label} ({window}-step mean)" if window > 1 else label)
     ax.set_xlabel("step")
     ax.set_ylabel("mean reward")
     ax.set_title(title)
