@@ -145,7 +145,8 @@ def test_negatives_absent_by_construction(monkeypatch: pytest.MonkeyPatch) -> No
     for row, objects in zip(grd, drawn):
         target = tuple(reversed(row["query"]["phrase"].removeprefix("the ").split()))  # (shape, colour)
         assert objects.count(target) == len(row["solution"]["boxes"]) <= 1
-        assert row["solution"]["labels"] == [row["query"]["phrase"].removeprefix("the ")] * len(row["solution"]["boxes"])
+        phrase = row["query"]["phrase"].removeprefix("the ")
+        assert row["solution"]["labels"] == [phrase] * len(row["solution"]["boxes"])
     assert sum(not r["solution"]["boxes"] for r in grd) == 30
 
 
