@@ -1,4 +1,4 @@
-"""The ``rft`` command: ``rft train``, ``rft demo``."""
+"""The ``rft`` command: ``rft train``, ``rft eval``, ``rft demo``."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import sys
+from pathlib import Path
 
 from rft.errors import RftError
 
@@ -22,6 +23,16 @@ def _train(args: argparse.Namespace) -> int:
     from rft.train.run import train
 
     train(recipe, resume=args.resume)
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from rft.eval.run import evaluate_recipe
+    from rft.recipe import load_recipe
+
+    recipe = load_recipe(args.recipe, args.set)
+    out = args.output_dir or str(Path(recipe.output.dir) / "eval")
+    evaluate_recipe(recipe, args.model, out, args.batch_size)
     return 0
 
 
@@ -42,6 +53,13 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--gpus", type=int, default=None, help="launch on N GPUs with accelerate (+ DeepSpeed if zero_stage)")
     t.add_argument("--resume", default=None, help="resume from a checkpoint folder")
     t.set_defaults(func=_train)
+    e = sub.add_parser("eval", help="evaluate a model on the recipe's eval datasets (mAP, accuracy, negatives, ...)")
+    e.add_argument("recipe", help="recipe YAML")
+    e.add_argument("--model", default=None, help="checkpoint or model folder (default: the recipe's model)")
+    e.add_argument("--output-dir", default=None, help="where the report goes (default: <output.dir>/eval)")
+    e.add_argument("--batch-size", type=int, default=None, help="generation batch size (default: eval.batch_size)")
+    e.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one recipe field")
+    e.set_defaults(func=_eval)
     d = sub.add_parser("demo", help="train a tiny VLM on synthetic shapes on the CPU and show its reward rising")
     d.add_argument("--output-dir", default="outputs/demo")
     d.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a demo recipe field")

@@ -200,11 +200,16 @@ class WarmupSection(Section):
 
 
 class EvalSection(Section):
+    """Held-out evaluation: during training (``every_steps``) and by ``rft eval``."""
+
     datasets: list[DatasetSpec] = []
     every_steps: int | None = Field(None, gt=0)
     max_new_tokens: int = Field(64, gt=0)
     batch_size: int = Field(8, gt=0)
-    retention: DatasetSpec | None = None
+    protocol: Literal["full", "visual_rft"] = "full"
+    pictures: int = Field(8, ge=0)
+    retention: list[DatasetSpec] = []
+    """General held-out data on which ``rft eval`` compares the base model with the fine-tuned one."""
 
 
 class OutputSection(Section):

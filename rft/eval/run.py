@@ -1,0 +1,110 @@
+"""``rft eval``: generate answers for the evaluation split, score them with ``rft.metrics``, write
+``predictions.jsonl``, ``report.json``, ``summary.txt`` and pictures; optionally a retention check."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+from rft import metrics
+from rft.errors import RecipeError
+from rft.recipe import Recipe
+
+log = logging.getLogger(__name__)
+
+
+def load_for_eval(recipe: Recipe, model_path: str | None, work_dir: Path):
+    """The recipe's model, or a trained checkpoint (a full model folder or a LoRA adapter folder)."""
+    from rft.models.load import load_model
+
+    if model_path is None:
+        return load_model(recipe.model, work_dir)
+    path = Path(model_path)
+    if (path / "adapter_config.json").is_file():
+        from peft import PeftModel
+
+        loaded = load_model(recipe.model, work_dir)
+        loaded.model = PeftModel.from_pretrained(loaded.model, str(path)).merge_and_unload()
+        return loaded
+    section = recipe.model.model_copy(update={"path": str(path), "tiny": None})
+    return load_model(section, work_dir)
+
+
+def generate_samples(loaded, rows: list[dict], recipe: Recipe, batch_size: int | None = None) -> list[dict]:
+    """Rows with the model's greedy ``completion`` added (the scored-sample format of ``rft.metrics``)."""
+    from rft.eval.generate import generate_answers
+    from rft.models.vision_tokens import vision_token_ids
+
+    banned = vision_token_ids(loaded.processor.tokenizer, loaded.family, loaded.processor)
+    answers = generate_answers(loaded.model, loaded.processor, rows, banned, recipe.eval.max_new_tokens,
+                               batch_size or recipe.eval.batch_size)
+    keep = ("id", "dataset", "task", "image", "solution", "image_size", "coord_format", "model_image_size")
+    return [{**{k: r[k] for k in keep}, "completion": a} for r, a in zip(rows, answers)]
+
+
+def draw_pictures(samples: list[dict], out: Path, n: int) -> list[Path]:
+    """Ground-truth and predicted boxes for the first ``n`` detection/grounding samples."""
+    from rewards.inputs import iter_samples, read_box_answers
+    from rft.eval.pictures import draw_boxes
+
+    box_samples = [s for s in samples if s["task"] in ("detection", "grounding")][:n]
+    if not box_samples:
+        return []
+    columns = {k: [s.get(k) for s in box_samples] for k in ("task", "solution", "image_size", "coord_format", "model_image_size")}
+    pairs = list(iter_samples([s["completion"] for s in box_samples], columns))
+    answers = read_box_answers([t for t, _ in pairs], [p for _, p in pairs])
+    paths = []
+    for i, (s, (_, sample), answer) in enumerate(zip(box_samples, pairs, answers)):
+        name = "".join(c if c.isalnum() else "_" for c in s["id"])[-60:]
+        paths.append(draw_boxes(s["image"], sample.gt_boxes.tolist(), answer.boxes.tolist(), s["id"],
+                                out / "pictures" / f"{i:03d}_{name}.png"))
+    return paths
+
+
+def retention(recipe: Recipe, loaded, out: Path) -> dict:
+    """Base model vs fine-tuned model on the recipe's general held-out data, per metric."""
+    from rft.data.sources import trl_rows_for
+
+    rows = [r for rs in trl_rows_for(recipe.eval.retention, recipe, loaded, out / "data").values() for r in rs]
+    base = load_for_eval(recipe, None, out / "base")
+    reports = {"base": metrics.evaluate(generate_samples(base, rows, recipe)),
+               "fine_tuned": metrics.evaluate(generate_samples(loaded, rows, recipe))}
+    change = {}
+    for task, values in reports["fine_tuned"].items():
+        if isinstance(values, dict):
+            for key, value in values.items():
+                before = reports["base"].get(task, {}).get(key)
+                if isinstance(value, (int, float)) and isinstance(before, (int, float)) and not key.startswith("n"):
+                    change[f"{task}/{key}"] = value - before
+    return {**reports, "change": change}
+
+
+def evaluate_recipe(recipe: Recipe, model_path: str | None, out: str | Path, batch_size: int | None = None) -> dict:
+    """Run the evaluation a recipe's ``eval:`` section describes; returns the report."""
+    from rft.data.sources import trl_rows_for
+
+    if not recipe.eval.datasets:
+        raise RecipeError("eval.datasets is empty: name the evaluation split(s) in the recipe's eval section")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    loaded = load_for_eval(recipe, model_path, out)
+    rows = [r for rs in trl_rows_for(recipe.eval.datasets, recipe, loaded, out / "data").values() for r in rs]
+    start = time.monotonic()
+    samples = generate_samples(loaded, rows, recipe, batch_size)
+    seconds = time.monotonic() - start
+    with open(out / "predictions.jsonl", "w") as f:
+        for s in samples:
+            f.write(json.dumps(s) + "\n")
+    report = metrics.evaluate(samples, protocol=recipe.eval.protocol)
+    report["model"] = model_path or (recipe.model.path or "tiny")
+    report["generation_seconds"] = seconds
+    draw_pictures(samples, out, recipe.eval.pictures)
+    if recipe.eval.retention:
+        report["retention"] = retention(recipe, loaded, out)
+    (out / "report.json").write_text(json.dumps(report, indent=1, default=str))
+    table = metrics.summary_table(report)
+    (out / "summary.txt").write_text(table + "\n")
+    print(table)
+    return report
