@@ -27,7 +27,10 @@ MULTITASK = {
                 {"name": "classification_accuracy"}],
     "grpo": {"per_device_train_batch_size": 4, "num_generations": 4, "max_completion_length": 12, "max_steps": 3,
              "learning_rate": 1e-4},
-    "output": {"report_to": []},
+    "eval": {"datasets": [{"name": "cls_eval", "kind": "synthetic_shapes", "task": "classification", "num_samples": 4,
+                           "split": "eval", "seed": 5}],
+             "every_steps": 2, "max_new_tokens": 12, "batch_size": 4},
+    "output": {"report_to": ["tensorboard"]},
 }
 
 
@@ -55,6 +58,18 @@ def test_part_learning_rates_and_freezing_reach_the_optimizer(multitask_run):
     assert "projector" not in by_part  # frozen: no parameters to optimise
     assert by_part["vision"]["initial_lr"] == 1e-5 and by_part["language"]["initial_lr"] == 1e-4
     assert all(not p.requires_grad for n, p in trainer.model.named_parameters() if ".merger." in n)
+
+
+def test_heldout_eval_reaches_the_loggers(multitask_run):
+    out, trainer = multitask_run
+    logged = [h for h in trainer.state.log_history if "eval/classification_accuracy" in h]
+    assert [h["step"] for h in logged] == [3]  # evaluated after step 2, reported with step 3's metrics
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert "eval/classification_accuracy" in metrics["eval_before_grpo"] and "eval_after_grpo" in metrics
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(next(out.rglob("events.out.tfevents*")).parent)).Reload()
+    assert "train/eval/classification_accuracy" in events.Tags()["scalars"]
 
 
 def test_run_writes_resolved_recipe_metrics_curve_and_model(multitask_run):

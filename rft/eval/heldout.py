@@ -24,14 +24,22 @@ class HeldOut:
 
 
 class HeldOutCallback(TrainerCallback):
-    """Runs :class:`HeldOut` every ``every_steps`` steps and logs it with the trainer's other metrics."""
+    """Runs :class:`HeldOut` every ``every_steps`` steps (not at the last: the run ends with one).
 
-    def __init__(self, heldout: HeldOut, every_steps: int | None, print_fn=print):
-        self.heldout, self.every_steps, self.print = heldout, every_steps, print_fn
+    Scores go out through ``log_metric``, TRL's hook for extra scalars: TRL reports them with the
+    next step's metrics to every logger (TensorBoard included). Every process evaluates, so that
+    sharded (ZeRO-3) forward passes have all ranks.
+    """
+
+    def __init__(self, heldout: HeldOut, every_steps: int, log_metric, print_fn=print):
+        self.heldout, self.every_steps, self.log_metric, self.print = heldout, every_steps, log_metric, print_fn
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
-        if self.every_steps and state.global_step % self.every_steps == 0 and state.is_world_process_zero:
-            scores = self.heldout(model)
-            state.log_history.append({**scores, "step": state.global_step})
-            self.print(f"held-out at step {state.global_step}: " + "  ".join(f"{k[5:]} {v:.3f}" for k, v in scores.items()),
-                       flush=True)
+        if state.global_step % self.every_steps or state.global_step >= state.max_steps:
+            return
+        scores = self.heldout(model)
+        for name, value in scores.items():
+            self.log_metric(name, value)
+        if state.is_world_process_zero:
+            self.print(f"held-out at step {state.global_step}: "
+                       + "  ".join(f"{k[5:]} {v:.3f}" for k, v in scores.items()), flush=True)

@@ -33,18 +33,21 @@ def rescaled(fn: RewardFn, low: float, high: float) -> RewardFn:
     return scaled
 
 
-def reward_function(spec: RewardSpec, recipe: Recipe) -> RewardFn:
-    """One configured reward: registry lookup, options, dataset routing, range rescaling."""
+def reward_function(spec: RewardSpec, recipe: Recipe, route: bool = True) -> RewardFn:
+    """One configured reward: registry lookup, options, dataset routing (``route``), range rescaling.
+
+    Held-out data comes from other datasets, so evaluation uses ``route=False`` (tasks still route).
+    """
     name = spec.alias or spec.name.rsplit(":", 1)[-1]
     fn = rewards.get(spec.name, name=name, **spec.kwargs)
     users = {d.name for d in recipe.data.datasets if d.rewards is None or name in d.rewards}
-    if users != {d.name for d in recipe.data.datasets}:
+    if route and users != {d.name for d in recipe.data.datasets}:
         fn = only_for_datasets(fn, users)
     if spec.range is not None:
         fn = rescaled(fn, *spec.range)
     return fn
 
 
-def build_rewards(recipe: Recipe) -> tuple[list[RewardFn], list[float]]:
+def build_rewards(recipe: Recipe, route: bool = True) -> tuple[list[RewardFn], list[float]]:
     """TRL ``reward_funcs`` and ``reward_weights`` of a recipe."""
-    return [reward_function(s, recipe) for s in recipe.rewards], [s.weight for s in recipe.rewards]
+    return [reward_function(s, recipe, route) for s in recipe.rewards], [s.weight for s in recipe.rewards]

@@ -105,7 +105,7 @@ def train(recipe: Recipe, resume: str | None = None):
     heldout = None
     if recipe.eval.datasets:
         eval_rows = [r for rs in trl_rows_for(recipe.eval.datasets, recipe, loaded, out / "data").values() for r in rs]
-        heldout = HeldOut(eval_rows, reward_funcs, loaded.processor, banned, recipe.eval.max_new_tokens,
+        heldout = HeldOut(eval_rows, build_rewards(recipe, route=False)[0], loaded.processor, banned, recipe.eval.max_new_tokens,
                           recipe.eval.batch_size)
     before = heldout(loaded.model) if heldout else {}
     if before:
@@ -113,13 +113,13 @@ def train(recipe: Recipe, resume: str | None = None):
     model = prepare_model(recipe, loaded)
     config = grpo_config(recipe, loaded.model.dtype, banned, reward_weights, plan.max_steps)
     callbacks = [RunLog(out, extra={"eval_before_grpo": before})]
-    if heldout and recipe.eval.every_steps:
-        callbacks.append(HeldOutCallback(heldout, recipe.eval.every_steps))
     trainer = RftGRPOTrainer(
         model=model, reward_funcs=reward_funcs, args=config, train_dataset=dataset,
         processing_class=loaded.processor, callbacks=callbacks,
         part_learning_rates=recipe.model.learning_rates.model_dump(),
     )
+    if heldout and recipe.eval.every_steps:
+        trainer.add_callback(HeldOutCallback(heldout, recipe.eval.every_steps, trainer._log_metric))
     trainer.remove_callback(PrinterCallback)  # RunLog prints one readable line per step instead
     trainer.remove_callback(ProgressCallback)
     trainer.train(resume_from_checkpoint=resume)
