@@ -1,7 +1,6 @@
 """Property tests: every reward on arbitrary text, permutation invariance, ground truth scores 1."""
 
 import json
-import random
 
 import numpy as np
 import pytest

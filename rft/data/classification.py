@@ -13,7 +13,7 @@ import datasets
 
 from rft.data.hf import check_columns, image_files, load_hf_dataset
 from rft.data.records import (
-    LoadReport, OnBadImage, Row, check_policy, checked_image, finish, get_field, get_strings, image_path, read_records,
+    LoadReport, OnBadImage, Row, check_policy, checked_image, finish, get_field, get_strings, image_path, records_with_images,
 )
 from rft.errors import DataError
 
@@ -63,18 +63,10 @@ def load_classification_jsonl(
     """Rows from JSONL records ``{"image": path, "label": str, "synonyms": [str]}`` (``synonyms`` and
     ``id`` optional). Relative image paths resolve against ``image_root``, else the file's folder.
     Ids are ``"{name}:{id}"``, else ``"{name}:{line number}"``."""
-    check_policy(on_bad_image)
-    path = Path(path)
-    base = Path(image_root) if image_root is not None else path.resolve().parent
     report, items = LoadReport(str(path)), []
-    for number, where, record in read_records(path):
+    for row_id, where, record, file, size in records_with_images(path, name, image_root, on_bad_image, report):
         label = get_field(record, "label", str, where)
-        synonyms = get_strings(record, "synonyms", where, optional=True)
-        file = image_path(get_field(record, "image", str, where), base, where)
-        key = get_field(record, "id", (str, int), where, optional=True)
-        size = checked_image(file, where, report, on_bad_image)
-        if size is not None:
-            items.append((f"{name}:{number if key is None else key}", str(file), size, label, synonyms))
+        items.append((row_id, file, size, label, get_strings(record, "synonyms", where, optional=True)))
     classes = sorted({item[3] for item in items})
     return finish([_row(i, name, f, s, label, syn, classes) for i, f, s, label, syn in items], report)
 

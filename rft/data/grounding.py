@@ -11,9 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rft.data.images import check_box
-from rft.data.records import (
-    LoadReport, OnBadImage, Row, check_policy, checked_image, finish, get_field, image_path, read_records,
-)
+from rft.data.records import LoadReport, OnBadImage, Row, finish, get_field, records_with_images
 from rft.errors import DataError
 
 
@@ -22,11 +20,8 @@ def load_grounding_jsonl(
 ) -> tuple[list[Row], LoadReport]:
     """Grounding rows; relative image paths resolve against ``image_root``, else the file's folder.
     Ids are ``"{name}:{id}"``, else ``"{name}:{line number}"``."""
-    check_policy(on_bad_image)
-    path = Path(path)
-    base = Path(image_root) if image_root is not None else path.resolve().parent
     report, rows = LoadReport(str(path)), []
-    for number, where, record in read_records(path):
+    for row_id, where, record, file, size in records_with_images(path, name, image_root, on_bad_image, report):
         phrase = get_field(record, "phrase", str, where)
         if "boxes" in record:
             raw = get_field(record, "boxes", list, where, optional=True) or []
@@ -34,15 +29,9 @@ def load_grounding_jsonl(
             raw = [] if record["box"] is None else [record["box"]]
         else:
             raise DataError(f"{where}: missing required field 'box' (or 'boxes'; null for a negative)")
-        file = image_path(get_field(record, "image", str, where), base, where)
-        key = get_field(record, "id", (str, int), where, optional=True)
-        size = checked_image(file, where, report, on_bad_image)
-        if size is None:
-            continue
         boxes = [check_box(box, size, where) for box in raw]
         rows.append({
-            "id": f"{name}:{number if key is None else key}", "dataset": name, "task": "grounding",
-            "image": str(file), "image_size": size,
+            "id": row_id, "dataset": name, "task": "grounding", "image": file, "image_size": size,
             "solution": {"boxes": boxes, "labels": [phrase] * len(boxes)}, "query": {"phrase": phrase},
         })
     return finish(rows, report)

@@ -203,3 +203,22 @@ def validate_row(row: Any, where: str) -> Row:
     if fmt is not None and fmt not in COORD_FORMATS:
         raise DataError(f"{where}: query coord_format must be one of {list(COORD_FORMATS)}, got {fmt!r}")
     return row
+
+
+def records_with_images(
+    path: str | Path, name: str, image_root: str | Path | None, on_bad_image: OnBadImage, report: LoadReport,
+) -> Iterator[tuple[str, str, dict, str, list[int]]]:
+    """``(row id, where, record, image file, image size)`` per JSONL record whose image is usable.
+
+    Relative image paths resolve against ``image_root``, else the file's folder; ids are
+    ``"{name}:{id}"``, else ``"{name}:{line number}"``; bad images raise or are skipped into ``report``.
+    """
+    check_policy(on_bad_image)
+    path = Path(path)
+    base = Path(image_root) if image_root is not None else path.resolve().parent
+    for number, where, record in read_records(path):
+        file = image_path(get_field(record, "image", str, where), base, where)
+        key = get_field(record, "id", (str, int), where, optional=True)
+        size = checked_image(file, where, report, on_bad_image)
+        if size is not None:
+            yield f"{name}:{number if key is None else key}", where, record, str(file), size

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rft.data.records import (
-    LoadReport, OnBadImage, Row, check_policy, checked_image, finish, get_field, get_strings, image_path, read_records,
-)
+from rft.data.records import LoadReport, OnBadImage, Row, finish, get_strings, records_with_images
 
 
 def load_tagging_jsonl(
@@ -14,18 +12,10 @@ def load_tagging_jsonl(
 ) -> tuple[list[Row], LoadReport]:
     """Tagging rows; relative image paths resolve against ``image_root``, else the file's folder.
     Ids are ``"{name}:{id}"``, else ``"{name}:{line number}"``."""
-    check_policy(on_bad_image)
-    path = Path(path)
-    base = Path(image_root) if image_root is not None else path.resolve().parent
     report, rows = LoadReport(str(path)), []
-    for number, where, record in read_records(path):
-        tags = get_strings(record, "tags", where)
-        file = image_path(get_field(record, "image", str, where), base, where)
-        key = get_field(record, "id", (str, int), where, optional=True)
-        size = checked_image(file, where, report, on_bad_image)
-        if size is not None:
-            rows.append({
-                "id": f"{name}:{number if key is None else key}", "dataset": name, "task": "tagging",
-                "image": str(file), "image_size": size, "solution": {"tags": tags}, "query": {},
-            })
+    for row_id, where, record, file, size in records_with_images(path, name, image_root, on_bad_image, report):
+        rows.append({
+            "id": row_id, "dataset": name, "task": "tagging", "image": file, "image_size": size,
+            "solution": {"tags": get_strings(record, "tags", where)}, "query": {},
+        })
     return finish(rows, report)

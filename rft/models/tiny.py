@@ -21,7 +21,6 @@ from transformers import (
     AutoModelForImageTextToText,
     GenerationConfig,
     PreTrainedConfig,
-    PreTrainedTokenizerBase,
     ProcessorMixin,
     Qwen2_5_VLProcessor,
     Qwen2Tokenizer,
