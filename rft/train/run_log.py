@@ -32,7 +32,7 @@ def moving_average(values: np.ndarray, window: int) -> np.ndarray:
 
 
 def plot_rewards(history: list[dict], path: Path, title: str = "GRPO reward") -> Path | None:
-    """Total reward and each named reward over training steps, as a PNG."""
+    """Total reward, each named reward and held-out scores (``eval/*``) over training steps, as a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -52,6 +52,9 @@ def plot_rewards(history: list[dict], path: Path, title: str = "GRPO reward") ->
         line, = ax.plot(steps, values, alpha=0.25, color=colour, linewidth=0.8)
         ax.plot(steps, moving_average(values, window), color=line.get_color(), linewidth=2,
                 label=f"{label} ({window}-step mean)" if window > 1 else label)
+    for key in sorted({k for h in history for k in h if k.startswith("eval/")}):
+        points = [(h["step"], number(h[key])) for h in history if key in h and "step" in h]
+        ax.plot(*zip(*points), linestyle="--", marker="o", markersize=3, label=f"held-out {key[5:]}")
     ax.set_xlabel("step")
     ax.set_ylabel("mean reward")
     ax.set_title(title)
