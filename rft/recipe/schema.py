@@ -162,6 +162,15 @@ class RewardSpec(Section):
         return value
 
 
+class RewardGuard(Section):
+    """How reward failures (exceptions, non-finite values, time-outs) are handled."""
+
+    fallback: float | None = None
+    max_failure_rate: float = Field(0.1, ge=0, le=1)
+    min_samples: int = Field(20, ge=1)
+    timeout_s: float | None = Field(None, gt=0)
+
+
 class RolloutSection(Section):
     backend: Literal["transformers", "vllm"] = "transformers"
     vllm_mode: Literal["colocate", "server"] = "colocate"
@@ -227,6 +236,7 @@ class Recipe(Section):
     model: ModelSection
     data: DataSection
     rewards: list[RewardSpec] = Field(min_length=1)
+    reward_guard: RewardGuard = RewardGuard()
     grpo: dict[str, Any] = {}
     rollout: RolloutSection = RolloutSection()
     distributed: DistributedSection = DistributedSection()

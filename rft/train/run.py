@@ -80,7 +80,9 @@ def train(recipe: Recipe, resume: str | None = None):
     from rft.eval.heldout import HeldOut, HeldOutCallback
     from rft.models.load import load_model
     from rft.models.vision_tokens import vision_token_ids
+    from rft.train.checkpoints import CheckpointOnSignal, resolve_resume
     from rft.train.config import RFT_DEFAULTS, grpo_config
+    from rft.train.reward_guard import FailureLog, guarded
     from rft.train.reward_setup import build_rewards
     from rft.train.run_log import RunLog
     from rft.train.trainer import RftGRPOTrainer
@@ -90,6 +92,9 @@ def train(recipe: Recipe, resume: str | None = None):
     dump_recipe(recipe, out / "recipe.yaml")
     set_seed(recipe.seed)
     reward_funcs, reward_weights = build_rewards(recipe)  # fail fast on a bad reward spec
+    guard = recipe.reward_guard
+    failures = FailureLog(out / "failures.jsonl", guard.max_failure_rate, guard.min_samples)
+    reward_funcs = [guarded(fn, failures, guard.fallback, guard.timeout_s) for fn in reward_funcs]
     loaded = load_model(recipe.model, out)
     rows = training_rows(recipe, loaded, out / "data")
     plan = plan_batches({**RFT_DEFAULTS, **recipe.grpo}, world_size(), sum(len(r) for r in rows.values()))
@@ -97,7 +102,14 @@ def train(recipe: Recipe, resume: str | None = None):
     dataset = to_dataset(ordered)
     log.info("training on %d prompts in %d batches of %d, %d steps", len(ordered), plan.n_batches,
              plan.prompts_per_batch, plan.max_steps)
-    if recipe.warmup.steps:
+    resume = resolve_resume(resume, out)
+    if resume is not None and not recipe.model.lora.enabled:
+        # The Trainer's own checkpoint loading skips transformers' key conversion for Qwen-VL models
+        # (every weight reported missing, training silently goes on from the old weights): load the
+        # checkpoint's weights through from_pretrained, under the weight report; the Trainer then
+        # restores optimizer, scheduler, RNG states and step.
+        loaded = load_model(recipe.model.model_copy(update={"path": resume, "tiny": None}), out)
+    if recipe.warmup.steps and resume is None:  # a resumed run's weights come from the checkpoint
         from rft.train.warmup import supervised_warmup
 
         supervised_warmup(loaded, [r for rs in rows.values() for r in rs], recipe.warmup, recipe.seed)
@@ -107,12 +119,12 @@ def train(recipe: Recipe, resume: str | None = None):
         eval_rows = [r for rs in trl_rows_for(recipe.eval.datasets, recipe, loaded, out / "data").values() for r in rs]
         heldout = HeldOut(eval_rows, build_rewards(recipe, route=False)[0], loaded.processor, banned, recipe.eval.max_new_tokens,
                           recipe.eval.batch_size)
-    before = heldout(loaded.model) if heldout else {}
+    before = heldout(loaded.model) if heldout and resume is None else {}
     if before:
         print("held-out before GRPO: " + "  ".join(f"{k[5:]} {v:.3f}" for k, v in before.items()), flush=True)
     model = prepare_model(recipe, loaded)
     config = grpo_config(recipe, loaded.model.dtype, banned, reward_weights, plan.max_steps)
-    callbacks = [RunLog(out, extra={"eval_before_grpo": before})]
+    callbacks = [RunLog(out, extra={"eval_before_grpo": before}), CheckpointOnSignal()]
     trainer = RftGRPOTrainer(
         model=model, reward_funcs=reward_funcs, args=config, train_dataset=dataset,
         processing_class=loaded.processor, callbacks=callbacks,

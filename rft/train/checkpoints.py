@@ -1,0 +1,55 @@
+"""Checkpoints: finding the one to resume from, and saving one when the run is told to stop."""
+
+from __future__ import annotations
+
+import re
+import signal
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+from rft.errors import RecipeError
+
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+
+
+def latest_checkpoint(output_dir: str | Path) -> Path | None:
+    """The ``checkpoint-N`` folder with the highest N, or None."""
+    found = [(int(m.group(1)), p) for p in Path(output_dir).glob("checkpoint-*") if (m := _CHECKPOINT.match(p.name))]
+    return max(found)[1] if found else None
+
+
+def resolve_resume(resume: str | None, output_dir: str | Path) -> str | None:
+    """``--resume``: None, ``latest`` (the newest checkpoint in the output dir) or a checkpoint folder."""
+    if resume is None:
+        return None
+    path = latest_checkpoint(output_dir) if resume == "latest" else Path(resume)
+    if path is None or not path.is_dir():
+        where = f"no checkpoint-N folder in {output_dir}" if resume == "latest" else f"{resume} is not a folder"
+        raise RecipeError(f"--resume {resume}: {where}")
+    return str(path)
+
+
+class CheckpointOnSignal(TrainerCallback):
+    """On SIGTERM or SIGINT (preemption, Ctrl-C), finish the current step, save a checkpoint and stop."""
+
+    def __init__(self, signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT)):
+        self.signals, self.received, self.previous = signals, None, {}
+
+    def _handle(self, signum, frame):
+        self.received = signum
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        for sig in self.signals:
+            self.previous[sig] = signal.signal(sig, self._handle)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.received is not None:
+            print(f"received {signal.Signals(self.received).name}: saving a checkpoint at step {state.global_step} "
+                  "and stopping", flush=True)
+            control.should_save = True
+            control.should_training_stop = True
+
+    def on_train_end(self, args, state, control, **kwargs):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)

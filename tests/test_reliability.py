@@ -1,0 +1,115 @@
+"""Reliability: exact resume after SIGKILL, checkpoint on SIGTERM, guarded reward plugins in training."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+import yaml
+from safetensors.torch import load_file
+
+from rft.recipe import validate
+from rft.train.checkpoints import latest_checkpoint
+from rft.train.reward_guard import RewardFailure
+from rft.train.run import train
+
+pytestmark = pytest.mark.slow
+
+PLUGIN = textwrap.dedent('''
+    import os, signal, time
+
+    def length_reward(completions, *, trainer_state=None, **columns):
+        """Shorter answers score higher; with RFT_TEST_KILL_AT=N the process kills itself at step N."""
+        kill_at = os.environ.get("RFT_TEST_KILL_AT")
+        if kill_at and trainer_state is not None and trainer_state.global_step >= int(kill_at):
+            os.kill(os.getpid(), signal.SIGKILL)
+        if os.environ.get("RFT_TEST_SLOW"):
+            time.sleep(0.5)
+        return [1.0 / (1 + len(c[0]["content"] if isinstance(c, list) else c)) for c in completions]
+
+    _singles = [0]
+
+    def every_fifth_raises(completions, **columns):
+        """Fails on whole batches, then on every fifth completion scored alone."""
+        if len(completions) > 1:
+            raise ValueError("batch failure")
+        _singles[0] += 1
+        if _singles[0] % 5 == 0:
+            raise ValueError("odd answer")
+        return [0.5]
+
+    def always_raises(completions, **columns):
+        raise RuntimeError("broken plugin")
+''')
+
+
+def recipe_dict(tmp_path, out, rewards, **grpo):
+    plugin = tmp_path / "plugin.py"
+    plugin.write_text(PLUGIN)
+    return {
+        "model": {"tiny": {"family": "qwen2_5_vl"}, "min_pixels": 3136, "max_pixels": 12544},
+        "data": {"datasets": [{"name": "cls", "kind": "synthetic_shapes", "num_samples": 16}]},
+        "rewards": [{"name": f"{plugin}:{r}"} for r in rewards],
+        "reward_guard": {"min_samples": 4, "max_failure_rate": 0.5},
+        "grpo": {"per_device_train_batch_size": 4, "num_generations": 4, "max_completion_length": 8, "max_steps": 4,
+                 "learning_rate": 1e-3, **grpo},
+        "output": {"dir": str(out), "report_to": [], "save_steps": 2, "save_total_limit": 3},
+    }
+
+
+def rewards_by_step(trainer):
+    return {h["step"]: h["reward"] for h in trainer.state.log_history if "reward" in h}
+
+
+def run_cli(recipe_path, env_extra, *args):
+    env = {**os.environ, **env_extra}
+    return subprocess.Popen([sys.executable, "-m", "rft.cli", "train", str(recipe_path), *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_resume_after_sigkill_is_exact(tmp_path):
+    straight = train(validate(recipe_dict(tmp_path, tmp_path / "a", ["length_reward"])))
+    path = tmp_path / "b.yaml"
+    path.write_text(yaml.safe_dump(recipe_dict(tmp_path, tmp_path / "b", ["length_reward"])))
+    proc = run_cli(path, {"RFT_TEST_KILL_AT": "3"})
+    proc.communicate(timeout=600)
+    assert proc.returncode == -signal.SIGKILL
+    assert latest_checkpoint(tmp_path / "b").name == "checkpoint-2"
+    resumed = train(validate(recipe_dict(tmp_path, tmp_path / "b", ["length_reward"])), resume="latest")
+    assert resumed.state.global_step == 4
+    assert rewards_by_step(resumed) == pytest.approx(rewards_by_step(straight), abs=1e-6)
+    a = load_file(tmp_path / "a" / "final" / "model.safetensors")
+    b = load_file(tmp_path / "b" / "final" / "model.safetensors")
+    at_checkpoint = load_file(tmp_path / "b" / "checkpoint-2" / "model.safetensors")
+    assert a.keys() == b.keys()
+    moved = max((a[k] - at_checkpoint[k]).abs().max().item() for k in a)  # steps 3-4 really trained
+    apart = max((a[k] - b[k]).abs().max().item() for k in a)
+    assert moved > 2e-4 and apart < 1e-4 and apart < 0.1 * moved
+
+
+def test_sigterm_writes_a_checkpoint(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(recipe_dict(tmp_path, tmp_path / "o", ["length_reward"], max_steps=50)))
+    proc = run_cli(path, {"RFT_TEST_SLOW": "1"})
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not list((tmp_path / "o").glob("checkpoint-*")):
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=300)
+    assert "received SIGTERM: saving a checkpoint" in output
+    step = int(latest_checkpoint(tmp_path / "o").name.split("-")[1])
+    assert 2 < step < 50 or (step == 2 and "at step 2" in output)
+
+
+def test_reward_raising_on_some_samples_lets_training_continue(tmp_path):
+    trainer = train(validate(recipe_dict(tmp_path, tmp_path / "o", ["length_reward", "every_fifth_raises"], max_steps=2)))
+    assert trainer.state.global_step == 2
+    assert "odd answer" in (tmp_path / "o" / "failures.jsonl").read_text()
+
+
+def test_reward_raising_on_every_sample_stops_with_a_clear_message(tmp_path):
+    with pytest.raises(RewardFailure, match="reward 'always_raises' failed on 4 of 4 samples"):
+        train(validate(recipe_dict(tmp_path, tmp_path / "o", ["always_raises"], max_steps=2)))
