@@ -113,3 +113,23 @@ def test_reward_raising_on_some_samples_lets_training_continue(tmp_path):
 def test_reward_raising_on_every_sample_stops_with_a_clear_message(tmp_path):
     with pytest.raises(RewardFailure, match="reward 'always_raises' failed on 4 of 4 samples"):
         train(validate(recipe_dict(tmp_path, tmp_path / "o", ["always_raises"], max_steps=2)))
+
+
+def test_nonfinite_loss_is_skipped_then_stops_with_a_checkpoint(tmp_path, monkeypatch):
+    from rft.train.run import TrainingStopped
+    from rft.train.trainer import RftGRPOTrainer
+
+    original = RftGRPOTrainer.compute_loss
+
+    def poisoned(self, model, inputs, *args, **kwargs):
+        loss = original(self, model, inputs, *args, **kwargs)
+        return loss * float("nan") if self.state.global_step >= 1 else loss  # steps 2, 3, ... are NaN
+
+    monkeypatch.setattr(RftGRPOTrainer, "compute_loss", poisoned)
+    data = recipe_dict(tmp_path, tmp_path / "o", ["length_reward"], max_steps=6)
+    data["output"].update(max_nonfinite_steps=2, save_steps=None)
+    with pytest.raises(TrainingStopped, match=r"steps \[2, 3, 4\] had a NaN") as err:
+        train(validate(data))
+    assert "checkpoint-4" in str(err.value)
+    weights = load_file(tmp_path / "o" / "checkpoint-4" / "model.safetensors")
+    assert all(bool(v.isfinite().all()) for v in weights.values())  # skipped steps never touched the weights

@@ -223,6 +223,8 @@ class EvalSection(Section):
 
 class OutputSection(Section):
     dir: str = "outputs/run"
+    max_nonfinite_steps: int = Field(3, ge=0)
+    """Steps with a NaN/inf loss or gradient that are skipped before the run stops with a checkpoint."""
     report_to: list[str] = ["tensorboard"]
     save_steps: int | None = Field(None, gt=0)
     save_total_limit: int | None = Field(2, gt=0)

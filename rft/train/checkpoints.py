@@ -53,3 +53,29 @@ class CheckpointOnSignal(TrainerCallback):
     def on_train_end(self, args, state, control, **kwargs):
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)
+
+
+class SkipNonFiniteSteps(TrainerCallback):
+    """A step whose gradients hold NaN or inf is skipped (gradients dropped before the optimizer) and
+    logged; after ``max_skips`` such steps the run saves a checkpoint and stops (``stopped`` is set)."""
+
+    def __init__(self, max_skips: int, print_fn=print):
+        self.max_skips, self.print = max_skips, print_fn
+        self.skipped: list[int] = []
+        self.stopped = False
+
+    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+        params = [p for p in model.parameters() if p.grad is not None]
+        if all(bool(p.grad.isfinite().all()) for p in params):
+            return
+        for p in params:
+            p.grad = None  # the optimizer leaves parameters without gradients untouched
+        self.skipped.append(state.global_step + 1)
+        self.print(f"step {state.global_step + 1}: non-finite loss or gradient, step skipped "
+                   f"({len(self.skipped)} of at most {self.max_skips})", flush=True)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if len(self.skipped) > self.max_skips and not self.stopped:
+            self.stopped = True
+            control.should_save = True
+            control.should_training_stop = True

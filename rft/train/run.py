@@ -9,10 +9,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rft.errors import RecipeError
+from rft.errors import RecipeError, RftError
 from rft.recipe import Recipe, dump_recipe
 
 log = logging.getLogger(__name__)
+
+
+class TrainingStopped(RftError):
+    """Training stopped early for a reason the user must see (it saved a checkpoint first)."""
 
 
 @dataclass(frozen=True)
@@ -80,7 +84,7 @@ def train(recipe: Recipe, resume: str | None = None):
     from rft.eval.heldout import HeldOut, HeldOutCallback
     from rft.models.load import load_model
     from rft.models.vision_tokens import vision_token_ids
-    from rft.train.checkpoints import CheckpointOnSignal, resolve_resume
+    from rft.train.checkpoints import CheckpointOnSignal, SkipNonFiniteSteps, latest_checkpoint, resolve_resume
     from rft.train.config import RFT_DEFAULTS, grpo_config
     from rft.train.reward_guard import FailureLog, guarded
     from rft.train.reward_setup import build_rewards
@@ -124,7 +128,8 @@ def train(recipe: Recipe, resume: str | None = None):
         print("held-out before GRPO: " + "  ".join(f"{k[5:]} {v:.3f}" for k, v in before.items()), flush=True)
     model = prepare_model(recipe, loaded)
     config = grpo_config(recipe, loaded.model.dtype, banned, reward_weights, plan.max_steps)
-    callbacks = [RunLog(out, extra={"eval_before_grpo": before}), CheckpointOnSignal()]
+    nonfinite = SkipNonFiniteSteps(recipe.output.max_nonfinite_steps)
+    callbacks = [RunLog(out, extra={"eval_before_grpo": before}), CheckpointOnSignal(), nonfinite]
     trainer = RftGRPOTrainer(
         model=model, reward_funcs=reward_funcs, args=config, train_dataset=dataset,
         processing_class=loaded.processor, callbacks=callbacks,
@@ -135,6 +140,12 @@ def train(recipe: Recipe, resume: str | None = None):
     trainer.remove_callback(PrinterCallback)  # RunLog prints one readable line per step instead
     trainer.remove_callback(ProgressCallback)
     trainer.train(resume_from_checkpoint=resume)
+    if nonfinite.stopped:
+        raise TrainingStopped(
+            f"training stopped at step {trainer.state.global_step}: steps {nonfinite.skipped} had a NaN or infinite "
+            f"loss or gradient (more than output.max_nonfinite_steps={recipe.output.max_nonfinite_steps}); "
+            f"the last checkpoint is {latest_checkpoint(out)}"
+        )
     if heldout:
         after = heldout(trainer.model)
         print("held-out after GRPO:  " + "  ".join(f"{k[5:]} {v:.3f}" for k, v in after.items()), flush=True)
