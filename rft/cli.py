@@ -51,7 +51,7 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override one recipe field, e.g. grpo.learning_rate=2e-6 or data.datasets[0].path=x")
     t.add_argument("--gpus", type=int, default=None, help="launch on N GPUs with accelerate (+ DeepSpeed if zero_stage)")
-    t.add_argument("--resume", default=None, help="resume from a checkpoint folder")
+    t.add_argument("--resume", default=None, help="resume: latest (newest checkpoint in output.dir) or a checkpoint folder")
     t.set_defaults(func=_train)
     e = sub.add_parser("eval", help="evaluate a model on the recipe's eval datasets (mAP, accuracy, negatives, ...)")
     e.add_argument("recipe", help="recipe YAML")

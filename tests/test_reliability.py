@@ -78,6 +78,7 @@ def test_resume_after_sigkill_is_exact(tmp_path):
     proc.communicate(timeout=600)
     assert proc.returncode == -signal.SIGKILL
     assert latest_checkpoint(tmp_path / "b").name == "checkpoint-2"
+    assert (latest_checkpoint(tmp_path / "b") / "recipe.yaml").is_file()
     resumed = train(validate(recipe_dict(tmp_path, tmp_path / "b", ["length_reward"])), resume="latest")
     assert resumed.state.global_step == 4
     assert rewards_by_step(resumed) == pytest.approx(rewards_by_step(straight), abs=1e-6)
