@@ -117,6 +117,13 @@ def train(recipe: Recipe, resume: str | None = None):
         from rft.train.warmup import supervised_warmup
 
         supervised_warmup(loaded, [r for rs in rows.values() for r in rs], recipe.warmup, recipe.seed)
+        if recipe.rollout.backend == "vllm":
+            # TRL starts vLLM from the weights at model.name_or_path and first syncs after step 1:
+            # without this, the first rollouts would come from the weights before the warm-up.
+            warmed = out / "warmed_up"
+            loaded.model.save_pretrained(warmed)
+            loaded.processor.save_pretrained(warmed)
+            loaded.model.name_or_path = loaded.model.config._name_or_path = str(warmed)
     banned = vision_token_ids(loaded.processor.tokenizer, loaded.family, loaded.processor)
     heldout = None
     if recipe.eval.datasets:
