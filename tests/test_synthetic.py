@@ -81,6 +81,17 @@ def test_colour_shape_labels() -> None:
         assert (_pixels(row) == np.array(ImageColor.getrgb(colour))).all(axis=-1).any()
 
 
+def test_colour_labels_balanced() -> None:
+    colours = ["red", "green", "blue", "yellow"]
+    rows = make_shapes(None, 22, seed=0, label="colour", colours=colours)
+    counts = Counter(r["solution"]["label"] for r in rows)
+    assert set(counts) == set(colours) and max(counts.values()) - min(counts.values()) <= 1
+    for row in rows:
+        assert row["query"] == {"classes": colours}
+        assert (_pixels(row) == np.array(ImageColor.getrgb(row["solution"]["label"]))).all(axis=-1).any()
+    assert question(rows[0]).startswith("What colour is this?")
+
+
 @pytest.mark.parametrize("task", ["detection", "grounding"])
 def test_boxes_tightly_contain_each_shape(task: str) -> None:
     rows = make_shapes(None, 40, task=task, seed=5, shapes=SHAPES, min_objects=1, max_objects=4, negative_ratio=0.2)

@@ -9,6 +9,11 @@ from transformers import TrainerCallback
 from rft.eval.generate import generate_answers, mean_reward
 
 
+def format_scores(scores: dict[str, float]) -> str:
+    """``eval/classification_accuracy: 0.5`` -> ``classification_accuracy 0.500`` (one line)."""
+    return "  ".join(f"{k.removeprefix('eval/')} {v:.3f}" for k, v in scores.items())
+
+
 class HeldOut:
     """Scores a model on held-out TRL rows with each reward; returns ``{"eval/<reward>": mean}``."""
 
@@ -41,5 +46,4 @@ class HeldOutCallback(TrainerCallback):
         for name, value in scores.items():
             self.log_metric(name, value)
         if state.is_world_process_zero:
-            self.print(f"held-out at step {state.global_step}: "
-                       + "  ".join(f"{k[5:]} {v:.3f}" for k, v in scores.items()), flush=True)
+            self.print(f"held-out at step {state.global_step}: {format_scores(scores)}", flush=True)

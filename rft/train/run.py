@@ -81,7 +81,7 @@ def train(recipe: Recipe, resume: str | None = None):
     from rft.data.build import to_dataset
     from rft.data.mixing import order_rows
     from rft.data.sources import training_rows, trl_rows_for
-    from rft.eval.heldout import HeldOut, HeldOutCallback
+    from rft.eval.heldout import HeldOut, HeldOutCallback, format_scores
     from rft.models.load import load_model
     from rft.models.vision_tokens import vision_token_ids
     from rft.train.checkpoints import CheckpointOnSignal, SkipNonFiniteSteps, latest_checkpoint, resolve_resume
@@ -99,20 +99,21 @@ def train(recipe: Recipe, resume: str | None = None):
     guard = recipe.reward_guard
     failures = FailureLog(out / "failures.jsonl", guard.max_failure_rate, guard.min_samples)
     reward_funcs = [guarded(fn, failures, guard.fallback, guard.timeout_s) for fn in reward_funcs]
-    loaded = load_model(recipe.model, out)
+    resume = resolve_resume(resume, out)
+    model_section = recipe.model
+    if resume is not None and not recipe.model.lora.enabled:
+        # The Trainer's own checkpoint loading skips transformers' key conversion for Qwen-VL models
+        # (every weight reported missing, training silently goes on from the old weights): load the
+        # checkpoint's weights through from_pretrained, under the weight report; the Trainer then
+        # restores optimizer, scheduler, RNG states and step.
+        model_section = recipe.model.model_copy(update={"path": resume, "tiny": None})
+    loaded = load_model(model_section, out)
     rows = training_rows(recipe, loaded, out / "data")
     plan = plan_batches({**RFT_DEFAULTS, **recipe.grpo}, world_size(), sum(len(r) for r in rows.values()))
     ordered = order_rows(rows, recipe.data, plan.prompts_per_batch, plan.n_batches, recipe.seed)
     dataset = to_dataset(ordered)
     log.info("training on %d prompts in %d batches of %d, %d steps", len(ordered), plan.n_batches,
              plan.prompts_per_batch, plan.max_steps)
-    resume = resolve_resume(resume, out)
-    if resume is not None and not recipe.model.lora.enabled:
-        # The Trainer's own checkpoint loading skips transformers' key conversion for Qwen-VL models
-        # (every weight reported missing, training silently goes on from the old weights): load the
-        # checkpoint's weights through from_pretrained, under the weight report; the Trainer then
-        # restores optimizer, scheduler, RNG states and step.
-        loaded = load_model(recipe.model.model_copy(update={"path": resume, "tiny": None}), out)
     if recipe.warmup.steps and resume is None:  # a resumed run's weights come from the checkpoint
         from rft.train.warmup import supervised_warmup
 
@@ -132,7 +133,7 @@ def train(recipe: Recipe, resume: str | None = None):
                           recipe.eval.batch_size)
     before = heldout(loaded.model) if heldout and resume is None else {}
     if before:
-        print("held-out before GRPO: " + "  ".join(f"{k[5:]} {v:.3f}" for k, v in before.items()), flush=True)
+        print(f"held-out before GRPO: {format_scores(before)}", flush=True)
     model = prepare_model(recipe, loaded)
     config = grpo_config(recipe, loaded.model.dtype, banned, reward_weights, plan.max_steps)
     nonfinite = SkipNonFiniteSteps(recipe.output.max_nonfinite_steps)
@@ -155,7 +156,7 @@ def train(recipe: Recipe, resume: str | None = None):
         )
     if heldout:
         after = heldout(trainer.model)
-        print("held-out after GRPO:  " + "  ".join(f"{k[5:]} {v:.3f}" for k, v in after.items()), flush=True)
+        print(f"held-out after GRPO:  {format_scores(after)}", flush=True)
         callbacks[0].write(trainer.state, {"eval_before_grpo": before, "eval_after_grpo": after})
     trainer.save_model(str(out / "final"))
     loaded.processor.save_pretrained(str(out / "final"))
