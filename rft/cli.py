@@ -1,4 +1,4 @@
-"""The ``rft`` command: ``rft train``, ``rft eval``, ``rft demo``."""
+"""The ``rft`` command: ``rft train``, ``rft eval``, ``rft serve``, ``rft demo``."""
 
 from __future__ import annotations
 
@@ -36,6 +36,13 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from rft.recipe import load_recipe
+    from rft.serve import serve
+
+    return serve(load_recipe(args.recipe, args.set), dry_run=args.dry_run)
+
+
 def _demo(args: argparse.Namespace) -> int:
     from rft.demo import run_demo
 
@@ -60,6 +67,11 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--batch-size", type=int, default=None, help="generation batch size (default: eval.batch_size)")
     e.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one recipe field")
     e.set_defaults(func=_eval)
+    s = sub.add_parser("serve", help="start the vLLM server for a recipe's rollout.vllm_mode: server")
+    s.add_argument("recipe", help="recipe YAML")
+    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one recipe field")
+    s.add_argument("--dry-run", action="store_true", help="print the server command line and exit")
+    s.set_defaults(func=_serve)
     d = sub.add_parser("demo", help="train a tiny VLM on synthetic shapes on the CPU and show its reward rising")
     d.add_argument("--output-dir", default="outputs/demo")
     d.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a demo recipe field")

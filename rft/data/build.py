@@ -111,6 +111,27 @@ def to_dataset(trl_rows: Iterable[dict[str, Any]]) -> datasets.Dataset:
     return datasets.Dataset.from_list(list(trl_rows), features=TRL_FEATURES)
 
 
+def check_modalities(rows_by_dataset: Mapping[str, list[dict[str, Any]]], zero_stage: int) -> None:
+    """Refuse batches that mix image and text-only samples under ZeRO-3.
+
+    ZeRO-3 gathers each layer's shards in a collective call when the layer runs; a rank whose
+    micro-batch has no image skips the vision tower while the others wait in its gathers, and the
+    run hangs without an error. (rft's loaders give every row an image; rows made elsewhere may not.)
+    """
+    if zero_stage != 3:
+        return
+    with_images = sorted(n for n, rows in rows_by_dataset.items() if any(r.get("image") for r in rows))
+    text_only = {n: next(r.get("id", i) for i, r in enumerate(rows) if not r.get("image"))
+                 for n, rows in rows_by_dataset.items() if any(not r.get("image") for r in rows)}
+    if with_images and text_only:
+        first = ", ".join(f"{n!r} (first: sample {sid})" for n, sid in sorted(text_only.items()))
+        raise DataError(
+            f"distributed.zero_stage 3 with batches that mix image and text-only samples hangs (a rank without an "
+            f"image skips the vision tower while the others wait for it): datasets with images: {with_images}; "
+            f"text-only samples in {first}. Use zero_stage 2, or give every sample an image."
+        )
+
+
 def _name(row: Any, index: int) -> str:
     return str(row.get("id", index)) if isinstance(row, dict) else str(index)
 

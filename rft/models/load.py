@@ -13,7 +13,7 @@ from transformers import AutoModelForImageTextToText, AutoProcessor, PreTrainedM
 
 from rft.errors import RecipeError
 from rft.models.parts import part_of
-from rft.recipe.schema import ModelSection
+from rft.recipe.schema import ModelSection, TinyModel
 
 log = logging.getLogger(__name__)
 
@@ -85,14 +85,23 @@ def set_pixel_budget(processor: ProcessorMixin, min_pixels: int, max_pixels: int
         ip.size = {"shortest_edge": min_pixels, "longest_edge": max_pixels}
 
 
+def tiny_model_path(tiny: TinyModel, work_dir: Path) -> Path:
+    """``work_dir/tiny_model``, built there once for ``tiny`` (other ranks, resumes and ``rft serve`` reuse it)."""
+    from rft.models.tiny import build_tiny_vlm
+
+    path = work_dir / "tiny_model"
+    stamp, spec = path / "rft_tiny.json", tiny.model_dump_json()
+    if not (stamp.is_file() and stamp.read_text() == spec):
+        build_tiny_vlm(tiny.family, path, seed=tiny.seed, hidden_size=tiny.hidden_size, num_layers=tiny.num_layers,
+                       num_heads=tiny.num_heads, max_image_tokens=tiny.max_image_tokens)
+        stamp.write_text(spec)
+    return path
+
+
 def load_model(section: ModelSection, work_dir: str | Path) -> LoadedModel:
     """The policy and processor a recipe names (a hub id, a folder, or a tiny model built on the spot)."""
     if section.tiny is not None:
-        from rft.models.tiny import build_tiny_vlm
-
-        t = section.tiny
-        path = build_tiny_vlm(t.family, Path(work_dir) / "tiny_model", seed=t.seed, hidden_size=t.hidden_size,
-                              num_layers=t.num_layers, num_heads=t.num_heads, max_image_tokens=t.max_image_tokens)
+        path = tiny_model_path(section.tiny, Path(work_dir))
     else:
         path = Path(section.path) if Path(section.path).exists() else section.path
     kwargs: dict[str, Any] = {"dtype": resolve_dtype(section.dtype), "output_loading_info": True}

@@ -75,10 +75,12 @@ def prepare_model(recipe: Recipe, loaded):
 
 def train(recipe: Recipe, resume: str | None = None):
     """Run GRPO as ``recipe`` says; returns the trainer (its ``state.log_history`` holds the metrics)."""
+    import torch
+    from accelerate import PartialState
     from transformers import set_seed
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-    from rft.data.build import to_dataset
+    from rft.data.build import check_modalities, to_dataset
     from rft.data.mixing import order_rows
     from rft.data.sources import training_rows, trl_rows_for
     from rft.eval.heldout import HeldOut, HeldOutCallback, format_scores
@@ -90,10 +92,16 @@ def train(recipe: Recipe, resume: str | None = None):
     from rft.train.reward_setup import build_rewards
     from rft.train.run_log import RunLog
     from rft.train.trainer import RftGRPOTrainer
+    from rft.train.vllm_engine import colocated_engine_options, engine_options
 
+    # Under torchrun / accelerate launch every rank runs this: files shared between ranks (the
+    # resolved recipe, a tiny model, resized images, the warmed-up weights) are written by the
+    # local main process first, and the others read them.
+    state = PartialState()
     out = Path(recipe.output.dir)
     out.mkdir(parents=True, exist_ok=True)
-    dump_recipe(recipe, out / "recipe.yaml")
+    if state.is_local_main_process:
+        dump_recipe(recipe, out / "recipe.yaml")
     set_seed(recipe.seed)
     reward_funcs, reward_weights = build_rewards(recipe)  # fail fast on a bad reward spec
     guard = recipe.reward_guard
@@ -107,8 +115,10 @@ def train(recipe: Recipe, resume: str | None = None):
         # checkpoint's weights through from_pretrained, under the weight report; the Trainer then
         # restores optimizer, scheduler, RNG states and step.
         model_section = recipe.model.model_copy(update={"path": resume, "tiny": None})
-    loaded = load_model(model_section, out)
-    rows = training_rows(recipe, loaded, out / "data")
+    with state.local_main_process_first():
+        loaded = load_model(model_section, out)
+        rows = training_rows(recipe, loaded, out / "data")
+    check_modalities(rows, recipe.distributed.zero_stage)
     plan = plan_batches({**RFT_DEFAULTS, **recipe.grpo}, world_size(), sum(len(r) for r in rows.values()))
     ordered = order_rows(rows, recipe.data, plan.prompts_per_batch, plan.n_batches, recipe.seed)
     dataset = to_dataset(ordered)
@@ -122,8 +132,10 @@ def train(recipe: Recipe, resume: str | None = None):
             # TRL starts vLLM from the weights at model.name_or_path and first syncs after step 1:
             # without this, the first rollouts would come from the weights before the warm-up.
             warmed = out / "warmed_up"
-            loaded.model.save_pretrained(warmed)
-            loaded.processor.save_pretrained(warmed)
+            with state.local_main_process_first():
+                if state.is_local_main_process:
+                    loaded.model.save_pretrained(warmed)
+                    loaded.processor.save_pretrained(warmed)
             loaded.model.name_or_path = loaded.model.config._name_or_path = str(warmed)
     banned = vision_token_ids(loaded.processor.tokenizer, loaded.family, loaded.processor)
     heldout = None
@@ -138,11 +150,13 @@ def train(recipe: Recipe, resume: str | None = None):
     config = grpo_config(recipe, loaded.model.dtype, banned, reward_weights, plan.max_steps)
     nonfinite = SkipNonFiniteSteps(recipe.output.max_nonfinite_steps)
     callbacks = [RunLog(out, extra={"eval_before_grpo": before}), CheckpointOnSignal(), nonfinite]
-    trainer = RftGRPOTrainer(
-        model=model, reward_funcs=reward_funcs, args=config, train_dataset=dataset,
-        processing_class=loaded.processor, callbacks=callbacks,
-        part_learning_rates=recipe.model.learning_rates.model_dump(),
-    )
+    engine = engine_options(recipe.model, loaded.family, cuda=torch.cuda.is_available())
+    with colocated_engine_options(engine if recipe.rollout.backend == "vllm" else {}):
+        trainer = RftGRPOTrainer(
+            model=model, reward_funcs=reward_funcs, args=config, train_dataset=dataset,
+            processing_class=loaded.processor, callbacks=callbacks,
+            part_learning_rates=recipe.model.learning_rates.model_dump(),
+        )
     if heldout and recipe.eval.every_steps:
         trainer.add_callback(HeldOutCallback(heldout, recipe.eval.every_steps, trainer._log_metric))
     trainer.remove_callback(PrinterCallback)  # RunLog prints one readable line per step instead

@@ -1,0 +1,129 @@
+"""GPU check: do vLLM's rollouts see the policy exactly as the trainer does?
+
+Builds a tiny random Qwen2.5-VL, generates from one image prompt with vLLM the way TRL's colocate
+mode does (prompt token ids from the trainer's processor + the PIL image, ``logprobs_mode=
+processed_logprobs``, rft's vision-token ban), then recomputes the sampled tokens' log-probs with
+the transformers model the way TRL's trainer does, and reports:
+
+- image tokens in the trainer's prompt vs in the prompt vLLM ran (must be equal);
+- max / mean |log-prob difference| per token and the sequence-level importance ratio TRL would
+  compute (exp of the summed difference; ``sequence_mask`` zeroes sequences outside [1/3, 3]);
+- the same after pushing changed weights into vLLM with TRL's sync call (names as TRL sends them).
+
+Run with ``torchrun --nproc_per_node 1 scripts/gpu/vllm_logprobs_check.py --engine-dtype float32``
+(TRL's colocate engine uses vLLM's external launcher). Prints one JSON line; writes it to --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import torch
+from PIL import Image, ImageDraw
+
+
+def image() -> Image.Image:
+    img = Image.new("RGB", (112, 112), "white")
+    ImageDraw.Draw(img).ellipse((20, 30, 80, 90), fill="red")
+    return img
+
+
+def trainer_logps(model, processor, prompt_ids, multimodal, completions, temperature) -> list[list[float]]:
+    """Per-token log-probs of each completion, as TRL's trainer computes them (logits / temperature)."""
+    out = []
+    for completion in completions:
+        ids = torch.tensor([list(prompt_ids) + list(completion)], device=model.device)
+        with torch.no_grad():
+            logits = model(input_ids=ids, attention_mask=torch.ones_like(ids), **multimodal).logits
+        logits = logits[0, len(prompt_ids) - 1 : -1].float() / temperature
+        logps = torch.log_softmax(logits, dim=-1).gather(-1, ids[0, len(prompt_ids):, None])[:, 0]
+        out.append(logps.tolist())
+    return out
+
+
+def compare(vllm_logps, hf_logps) -> dict:
+    diffs = [h - v for vs, hs in zip(vllm_logps, hf_logps) for v, h in zip(vs, hs)]
+    seq = [sum(h - v for v, h in zip(vs, hs)) for vs, hs in zip(vllm_logps, hf_logps)]
+    ratios = [math.exp(max(min(s, 50), -50)) for s in seq]
+    return {
+        "tokens": len(diffs), "max_abs_diff": max(abs(d) for d in diffs), "mean_abs_diff": sum(abs(d) for d in diffs) / len(diffs),
+        "seq_ratio_mean": sum(ratios) / len(ratios), "seq_kept_by_sequence_mask": sum(1 / 3 <= r <= 3 for r in ratios) / len(ratios),
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--engine-dtype", default="float32", help="dtype given to vllm.LLM ('auto' = TRL's default)")
+    p.add_argument("--model-dtype", default="float32", help="dtype of the trainer's model")
+    p.add_argument("--no-ban", action="store_true", help="sample without rft's vision-token logit bias")
+    p.add_argument("--out", default="vllm_logprobs_check.json")
+    p.add_argument("--work", default="/tmp/vllm_check")
+    args = p.parse_args()
+
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+    from vllm import LLM, SamplingParams
+
+    from rft.models.tiny import build_tiny_vlm
+    from rft.models.vision_tokens import vision_token_ids
+    from rft.recipe.schema import ModelSection
+    from rft.train.vllm_engine import engine_options
+
+    path = build_tiny_vlm("qwen2_5_vl", Path(args.work) / "tiny", hidden_size=128, num_heads=2, max_image_tokens=64)
+    processor = AutoProcessor.from_pretrained(path)
+    model = AutoModelForImageTextToText.from_pretrained(path, dtype=getattr(torch, args.model_dtype)).cuda().eval()
+    section = ModelSection(path=str(path), dtype=args.model_dtype, min_pixels=3136, max_pixels=112 * 112)
+    options = engine_options(section, "qwen2_5_vl")
+    options["dtype"] = args.engine_dtype
+    llm = LLM(model=str(path), gpu_memory_utilization=0.2, max_model_len=1024, enforce_eager=True, seed=0,
+              distributed_executor_backend="external_launcher", logprobs_mode="processed_logprobs",
+              max_num_batched_tokens=4096, **options)
+
+    conversation = [[{"role": "user", "content": [{"type": "image", "image": image()}, {"type": "text", "text": "What shape is this?"}]}]]
+    tokenized = processor.apply_chat_template(conversation=conversation, add_generation_prompt=True, tokenize=True,
+                                              return_dict=True, return_tensors="pt")
+    prompt_ids = tokenized["input_ids"][0].tolist()
+    multimodal = {k: tokenized[k].cuda() for k in ("pixel_values", "image_grid_thw")}
+    image_token = processor.tokenizer.convert_tokens_to_ids("<|image_pad|>")
+    banned = vision_token_ids(processor.tokenizer, "qwen2_5_vl")
+    temperature = 1.0
+    params = SamplingParams(n=1, temperature=temperature, max_tokens=32, logprobs=0, seed=0,
+                            logit_bias=None if args.no_ban else {i: -100.0 for i in banned})
+
+    def rollouts():
+        outputs = llm.generate([{"prompt_token_ids": prompt_ids, "multi_modal_data": {"image": image()}}] * 8,
+                               sampling_params=params, use_tqdm=False)
+        completions = [list(o.outputs[0].token_ids) for o in outputs]
+        logps = [[next(iter(lp.values())).logprob for lp in o.outputs[0].logprobs] for o in outputs]
+        return outputs, completions, logps
+
+    outputs, completions, vllm_logps = rollouts()
+    report = {
+        "engine_dtype": args.engine_dtype, "model_dtype": args.model_dtype, "ban": not args.no_ban,
+        "image_tokens_trainer": prompt_ids.count(image_token),
+        "image_tokens_vllm": list(outputs[0].prompt_token_ids).count(image_token),
+        "prompt_len_trainer": len(prompt_ids), "prompt_len_vllm": len(outputs[0].prompt_token_ids),
+        "banned_sampled": sum(t in banned for c in completions for t in c),
+        "before_sync": compare(vllm_logps, trainer_logps(model, processor, prompt_ids, multimodal, completions, temperature)),
+    }
+    # Change the trainer's weights and push them the way TRL's colocate sync does.
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for param in model.parameters():
+            param.add_(torch.randn_like(param) * 0.05)
+    runner_model = llm.llm_engine.model_executor.driver_worker.model_runner.model
+    for name, param in model.named_parameters():
+        runner_model.load_weights([(name.replace("_checkpoint_wrapped_module.", ""), param.data)])
+    llm.reset_prefix_cache()
+    _, completions, vllm_logps = rollouts()
+    report["after_sync"] = compare(vllm_logps, trainer_logps(model, processor, prompt_ids, multimodal, completions, temperature))
+    line = json.dumps(report)
+    print("RESULT", line, flush=True)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(line + "\n")
+
+
+if __name__ == "__main__":
+    main()

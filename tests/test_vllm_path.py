@@ -1,0 +1,103 @@
+"""What rft tells vLLM (colocate engine and ``rft serve``) so rollouts match the trainer, and the
+ZeRO-3 mixed-batch guard. The GPU runs themselves are in scripts/gpu/ (docs/gpu.md)."""
+
+import json
+import shlex
+
+import pytest
+
+from rft.cli import main
+from rft.data.build import check_modalities
+from rft.errors import DataError
+from rft.recipe import validate
+from rft.recipe.schema import ModelSection
+from rft.serve import serve_command
+from rft.train.vllm_engine import colocated_engine_options, engine_options
+
+BASE = {
+    "model": {"tiny": {"family": "qwen2_5_vl"}, "min_pixels": 3136, "max_pixels": 12544},
+    "data": {"datasets": [{"name": "s", "kind": "synthetic_shapes"}]},
+    "rewards": [{"name": "classification_accuracy"}],
+    "rollout": {"backend": "vllm", "vllm_mode": "server", "server_port": 8123, "gpu_memory_utilization": 0.4,
+                "max_model_length": 2048},
+}
+
+
+@pytest.mark.parametrize("family, pixel_kwargs", [("qwen2_vl", True), ("qwen2_5_vl", True), ("qwen3_vl", False)])
+def test_engine_options_per_family(family, pixel_kwargs):
+    options = engine_options(ModelSection(path="m", dtype="float32", min_pixels=3136, max_pixels=12544), family)
+    assert options["dtype"] == "float32" and options["limit_mm_per_prompt"] == {"image": 1}
+    assert ("mm_processor_kwargs" in options) == pixel_kwargs
+    if pixel_kwargs:
+        assert options["mm_processor_kwargs"] == {"min_pixels": 3136, "max_pixels": 12544}
+
+
+@pytest.mark.parametrize("dtype, cuda, expected", [("auto", True, "bfloat16"), ("auto", False, "float32"),
+                                                   ("float16", True, "float16"), ("float32", True, "float32")])
+def test_engine_dtype_follows_the_trainer(dtype, cuda, expected):
+    # vLLM's own "auto" would run a float32 checkpoint in bfloat16 while the trainer computes in float32
+    assert engine_options(ModelSection(path="m", dtype=dtype), "qwen2_vl", cuda=cuda)["dtype"] == expected
+
+
+def test_colocated_engine_gets_the_options(monkeypatch):
+    import trl.generation.vllm_generation as generation
+
+    calls = []
+
+    def fake_llm(*args, **kwargs):
+        calls.append(kwargs)
+        return "engine"
+
+    monkeypatch.setattr(generation, "LLM", fake_llm, raising=False)
+    with colocated_engine_options({"dtype": "float32", "max_model_len": 1}):
+        assert generation.LLM(model="m", max_model_len=512) == "engine"  # as TRL calls it
+    assert calls == [{"dtype": "float32", "max_model_len": 512, "model": "m"}]  # TRL's own arguments win
+    assert generation.LLM is fake_llm  # restored
+
+
+def test_colocated_engine_options_without_vllm(monkeypatch):
+    import trl.generation.vllm_generation as generation
+
+    monkeypatch.delattr(generation, "LLM", raising=False)
+    with colocated_engine_options({"dtype": "float32"}):
+        assert not hasattr(generation, "LLM")
+
+
+def test_serve_command_carries_the_recipe():
+    recipe = validate({**BASE, "model": {"path": "/models/qwen", "dtype": "float32", "min_pixels": 3136, "max_pixels": 12544}})
+    cmd = serve_command(recipe, "/models/qwen", "qwen2_5_vl")
+    assert cmd[1:5] == ["-m", "vllm.entrypoints.cli.main", "serve", "/models/qwen"]
+
+    def arg(flag):
+        return cmd[cmd.index(flag) + 1]
+
+    assert arg("--port") == "8123" and arg("--gpu-memory-utilization") == "0.4" and arg("--dtype") == "float32"
+    assert arg("--max-model-len") == "2048" and arg("--tensor-parallel-size") == "1"
+    assert arg("--logprobs-mode") == "processed_logprobs"  # TRL's importance-sampling correction needs it
+    assert json.loads(arg("--mm-processor-kwargs")) == {"min_pixels": 3136, "max_pixels": 12544}
+    assert json.loads(arg("--limit-mm-per-prompt")) == {"image": 1}
+    assert "--weight-transfer-config" in cmd
+
+
+def test_rft_serve_dry_run_builds_the_tiny_model_once(tmp_path, capsys):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(json.dumps({**BASE, "output": {"dir": str(tmp_path / "out")}}))
+    for _ in range(2):
+        with pytest.raises(SystemExit) as exit_:
+            main(["serve", str(recipe), "--dry-run"])
+        assert exit_.value.code == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    cmd = shlex.split(line.removeprefix("serving: "))
+    assert cmd[0] == "VLLM_SERVER_DEV_MODE=1" and cmd[cmd.index("serve") + 1] == str(tmp_path / "out" / "tiny_model")
+    assert cmd[cmd.index("--dtype") + 1] == "bfloat16"  # dtype auto on a GPU
+    stamp = tmp_path / "out" / "tiny_model" / "rft_tiny.json"
+    assert json.loads(stamp.read_text())["family"] == "qwen2_5_vl"
+
+
+def test_zero3_refuses_batches_mixing_images_and_text():
+    rows = {"det": [{"id": "a", "image": "/x.jpg"}], "chat": [{"id": "c1", "image": "/y.jpg"}, {"id": "c2", "image": None}]}
+    with pytest.raises(DataError, match=r"zero_stage 3.*'chat' \(first: sample c2\).*zero_stage 2"):
+        check_modalities(rows, zero_stage=3)
+    check_modalities(rows, zero_stage=2)  # ZeRO-2 keeps whole layers on every rank: no gathers to wait in
+    check_modalities({"det": rows["det"]}, zero_stage=3)
+    check_modalities({"chat": [{"id": "t", "image": None}]}, zero_stage=3)  # text only everywhere: no mixing
