@@ -101,3 +101,46 @@ def test_zero3_refuses_batches_mixing_images_and_text():
     check_modalities(rows, zero_stage=2)  # ZeRO-2 keeps whole layers on every rank: no gathers to wait in
     check_modalities({"det": rows["det"]}, zero_stage=3)
     check_modalities({"chat": [{"id": "t", "image": None}]}, zero_stage=3)  # text only everywhere: no mixing
+
+
+def test_collapse_image_runs():
+    from rft.train.vllm_engine import collapse_image_runs
+
+    assert collapse_image_runs([1, 9, 9, 9, 2, 9, 9, 3, 8, 8], {9, 8}) == [1, 9, 2, 9, 3, 8]
+    assert collapse_image_runs([9, 9], {9}) == [9] and collapse_image_runs([], {9}) == []
+    assert collapse_image_runs([1, 2, 2], {9}) == [1, 2, 2]  # other repeated tokens stay
+
+
+def test_colocated_engine_collapses_expanded_image_prompts(monkeypatch, tmp_path):
+    """TRL sends the trainer's token ids (each image already expanded to its N pads) plus the image;
+    the engine rft hands it gives vLLM one pad per image, which vLLM expands to the same N."""
+    import trl.generation.vllm_generation as generation
+    from transformers import AutoProcessor
+
+    from rft.models.tiny import build_tiny_vlm
+    from rft.models.vision_tokens import placeholder_token_ids
+
+    processor = AutoProcessor.from_pretrained(build_tiny_vlm("qwen2_5_vl", tmp_path / "m"))
+    pad = processor.image_token_id
+    seen = []
+
+    class FakeLLM:
+        def __init__(self, **kwargs):
+            self.kwargs = kwargs
+
+        def generate(self, prompts, sampling_params=None, use_tqdm=True):
+            seen.extend(prompts)
+            return ["out"] * len(prompts)
+
+        def reset_prefix_cache(self):
+            return "reset"
+
+    monkeypatch.setattr(generation, "LLM", FakeLLM, raising=False)
+    with colocated_engine_options({"dtype": "float32"}, placeholder_token_ids(processor)):
+        llm = generation.LLM(model="m")
+    expanded = [1, 2, *[pad] * 16, 3]
+    assert llm.generate([{"prompt_token_ids": expanded, "multi_modal_data": {"image": "img"}},
+                         {"prompt_token_ids": [1, pad, pad]}], sampling_params=None, use_tqdm=False) == ["out", "out"]
+    assert seen[0]["prompt_token_ids"] == [1, 2, pad, 3] and seen[0]["multi_modal_data"] == {"image": "img"}
+    assert seen[1]["prompt_token_ids"] == [1, pad, pad]  # no image: left as is
+    assert llm.reset_prefix_cache() == "reset" and llm.kwargs == {"dtype": "float32", "model": "m"}

@@ -29,3 +29,9 @@ def vision_token_ids(tokenizer: PreTrainedTokenizerBase, family: str | None = No
     names = names or list(QWEN_VISION_TOKENS)
     vocab = tokenizer.get_vocab()
     return sorted({vocab[n] for n in names if n in vocab})
+
+
+def placeholder_token_ids(processor: object) -> set[int]:
+    """Ids of the tokens the processor repeats once per image / video feature (``<|image_pad|>``, ...)."""
+    ids = {getattr(processor, a, None) for a in ("image_token_id", "video_token_id")}
+    return {i for i in ids if isinstance(i, int)}

@@ -85,7 +85,7 @@ def train(recipe: Recipe, resume: str | None = None):
     from rft.data.sources import training_rows, trl_rows_for
     from rft.eval.heldout import HeldOut, HeldOutCallback, format_scores
     from rft.models.load import load_model
-    from rft.models.vision_tokens import vision_token_ids
+    from rft.models.vision_tokens import placeholder_token_ids, vision_token_ids
     from rft.train.checkpoints import CheckpointOnSignal, SkipNonFiniteSteps, latest_checkpoint, resolve_resume
     from rft.train.config import RFT_DEFAULTS, grpo_config
     from rft.train.reward_guard import FailureLog, guarded
@@ -151,7 +151,7 @@ def train(recipe: Recipe, resume: str | None = None):
     nonfinite = SkipNonFiniteSteps(recipe.output.max_nonfinite_steps)
     callbacks = [RunLog(out, extra={"eval_before_grpo": before}), CheckpointOnSignal(), nonfinite]
     engine = engine_options(recipe.model, loaded.family, cuda=torch.cuda.is_available())
-    with colocated_engine_options(engine if recipe.rollout.backend == "vllm" else {}):
+    with colocated_engine_options(engine if recipe.rollout.backend == "vllm" else {}, placeholder_token_ids(loaded.processor)):
         trainer = RftGRPOTrainer(
             model=model, reward_funcs=reward_funcs, args=config, train_dataset=dataset,
             processing_class=loaded.processor, callbacks=callbacks,

@@ -7,6 +7,13 @@ torch.bfloat16"), so its log-probs differ from the float32 trainer's and TRL's i
 correction masks whole sequences; and the image processor uses the checkpoint's pixel budget, not
 the recipe's. :func:`engine_options` lists what rft adds; :func:`colocated_engine_options` passes
 it to the engine TRL builds; ``rft serve`` passes the same options on the server's command line.
+
+A third mismatch is in the prompt: TRL gives vLLM the trainer's token ids, in which the processor
+has already expanded each image to its N ``<|image_pad|>`` tokens, together with the image; vLLM
+0.25 expands again (one pad becomes N: 31 image tokens where the trainer has 16, measured), so
+every rollout is sampled from a different prompt than the one trained on. The colocated engine rft
+hands to TRL therefore collapses each run of image tokens to one before vLLM expands it
+(:func:`collapse_image_runs`).
 """
 
 from __future__ import annotations
@@ -38,10 +45,36 @@ def engine_options(model: ModelSection, family: str, images_per_prompt: int = 1,
     return options
 
 
+def collapse_image_runs(token_ids: list[int], image_token_ids: set[int]) -> list[int]:
+    """``token_ids`` with every run of one image token cut to a single token (vLLM expands it)."""
+    return [t for i, t in enumerate(token_ids) if t not in image_token_ids or i == 0 or token_ids[i - 1] != t]
+
+
+class CollapsingEngine:
+    """A ``vllm.LLM`` whose ``generate`` takes prompts with expanded image tokens (as TRL sends them)."""
+
+    def __init__(self, llm: Any, image_token_ids: set[int]):
+        self.llm, self.image_token_ids = llm, image_token_ids
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.llm, name)
+
+    def generate(self, prompts: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(prompts, list):
+            prompts = [self._collapsed(p) for p in prompts]
+        return self.llm.generate(prompts, *args, **kwargs)
+
+    def _collapsed(self, prompt: Any) -> Any:
+        if isinstance(prompt, dict) and "prompt_token_ids" in prompt and prompt.get("multi_modal_data"):
+            return {**prompt, "prompt_token_ids": collapse_image_runs(list(prompt["prompt_token_ids"]), self.image_token_ids)}
+        return prompt
+
+
 @contextmanager
-def colocated_engine_options(options: dict[str, Any]) -> Iterator[None]:
+def colocated_engine_options(options: dict[str, Any], image_token_ids: set[int] | None = None) -> Iterator[None]:
     """While active, the ``vllm.LLM`` that TRL's colocate mode builds also gets ``options``
-    (TRL's own arguments win where both name one)."""
+    (TRL's own arguments win where both name one) and, given ``image_token_ids``, takes prompts
+    whose images are already expanded (:class:`CollapsingEngine`)."""
     import trl.generation.vllm_generation as generation
 
     original = getattr(generation, "LLM", None)
@@ -50,7 +83,8 @@ def colocated_engine_options(options: dict[str, Any]) -> Iterator[None]:
         return
 
     def build_engine(*args: Any, **kwargs: Any):
-        return original(*args, **{**options, **kwargs})
+        llm = original(*args, **{**options, **kwargs})
+        return CollapsingEngine(llm, image_token_ids) if image_token_ids else llm
 
     generation.LLM = build_engine
     try:

@@ -59,6 +59,8 @@ def main() -> None:
     p.add_argument("--engine-dtype", default="float32", help="dtype given to vllm.LLM ('auto' = TRL's default)")
     p.add_argument("--model-dtype", default="float32", help="dtype of the trainer's model")
     p.add_argument("--no-ban", action="store_true", help="sample without rft's vision-token logit bias")
+    p.add_argument("--expanded", action="store_true", help="send prompts with expanded image tokens as TRL does, "
+                   "without rft's collapsing engine (the mismatch rft fixes)")
     p.add_argument("--out", default="vllm_logprobs_check.json")
     p.add_argument("--work", default="/tmp/vllm_check")
     args = p.parse_args()
@@ -69,7 +71,8 @@ def main() -> None:
     from rft.models.tiny import build_tiny_vlm
     from rft.models.vision_tokens import vision_token_ids
     from rft.recipe.schema import ModelSection
-    from rft.train.vllm_engine import engine_options
+    from rft.models.vision_tokens import placeholder_token_ids
+    from rft.train.vllm_engine import CollapsingEngine, engine_options
 
     path = build_tiny_vlm("qwen2_5_vl", Path(args.work) / "tiny", hidden_size=128, num_heads=2, max_image_tokens=64)
     processor = AutoProcessor.from_pretrained(path)
@@ -80,6 +83,7 @@ def main() -> None:
     llm = LLM(model=str(path), gpu_memory_utilization=0.2, max_model_len=1024, enforce_eager=True, seed=0,
               distributed_executor_backend="external_launcher", logprobs_mode="processed_logprobs",
               max_num_batched_tokens=4096, **options)
+    engine = llm if args.expanded else CollapsingEngine(llm, placeholder_token_ids(processor))
 
     conversation = [[{"role": "user", "content": [{"type": "image", "image": image()}, {"type": "text", "text": "What shape is this?"}]}]]
     tokenized = processor.apply_chat_template(conversation=conversation, add_generation_prompt=True, tokenize=True,
@@ -93,7 +97,7 @@ def main() -> None:
                             logit_bias=None if args.no_ban else {i: -100.0 for i in banned})
 
     def rollouts():
-        outputs = llm.generate([{"prompt_token_ids": prompt_ids, "multi_modal_data": {"image": image()}}] * 8,
+        outputs = engine.generate([{"prompt_token_ids": prompt_ids, "multi_modal_data": {"image": image()}}] * 8,
                                sampling_params=params, use_tqdm=False)
         completions = [list(o.outputs[0].token_ids) for o in outputs]
         logps = [[next(iter(lp.values())).logprob for lp in o.outputs[0].logprobs] for o in outputs]
@@ -102,6 +106,7 @@ def main() -> None:
     outputs, completions, vllm_logps = rollouts()
     report = {
         "engine_dtype": args.engine_dtype, "model_dtype": args.model_dtype, "ban": not args.no_ban,
+        "collapsed": not args.expanded,
         "image_tokens_trainer": prompt_ids.count(image_token),
         "image_tokens_vllm": list(outputs[0].prompt_token_ids).count(image_token),
         "prompt_len_trainer": len(prompt_ids), "prompt_len_vllm": len(outputs[0].prompt_token_ids),
