@@ -144,3 +144,28 @@ def test_colocated_engine_collapses_expanded_image_prompts(monkeypatch, tmp_path
     assert seen[0]["prompt_token_ids"] == [1, 2, pad, 3] and seen[0]["multi_modal_data"] == {"image": "img"}
     assert seen[1]["prompt_token_ids"] == [1, pad, pad]  # no image: left as is
     assert llm.reset_prefix_cache() == "reset" and llm.kwargs == {"dtype": "float32", "model": "m"}
+
+
+def test_ban_in_logits_matches_vllm_logit_bias(tmp_path):
+    """The trainer's log-probs with rft's hook equal the renormalised distribution vLLM samples from
+    with a -100 logit bias on the banned tokens (its processed log-probs), and gradients still flow."""
+    import torch
+    from transformers import AutoModelForImageTextToText
+
+    from rft.models.tiny import build_tiny_vlm
+    from rft.models.vision_tokens import ban_in_logits
+
+    model = AutoModelForImageTextToText.from_pretrained(build_tiny_vlm("qwen2_vl", tmp_path / "m"))
+    ids = torch.tensor([[1, 2, 3, 4]])
+    plain = model(input_ids=ids).logits.detach()
+    banned = [5, 17]
+    handle = ban_in_logits(model, banned)
+    logits = model(input_ids=ids).logits
+    assert torch.allclose(logits[..., banned], plain[..., banned] - 100.0)
+    keep = [i for i in range(plain.shape[-1]) if i not in banned]
+    expected = torch.log_softmax(plain[..., keep], dim=-1)  # sampling without the banned tokens
+    assert torch.allclose(torch.log_softmax(logits, dim=-1)[..., keep], expected, atol=1e-5)
+    torch.log_softmax(logits, dim=-1)[..., keep].sum().backward()
+    assert model.get_output_embeddings().weight.grad is not None
+    handle.remove()
+    assert torch.allclose(model(input_ids=ids).logits, plain)

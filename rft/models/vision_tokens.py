@@ -35,3 +35,29 @@ def placeholder_token_ids(processor: object) -> set[int]:
     """Ids of the tokens the processor repeats once per image / video feature (``<|image_pad|>``, ...)."""
     ids = {getattr(processor, a, None) for a in ("image_token_id", "video_token_id")}
     return {i for i in ids if isinstance(i, int)}
+
+
+BAN_BIAS = -100.0
+"""What a banned token's logit gets: the ``logit_bias`` vLLM applies when sampling."""
+
+
+def ban_in_logits(model, token_ids: list[int]):
+    """Add :data:`BAN_BIAS` to the logits of ``token_ids`` in every forward pass of ``model``.
+
+    vLLM samples with the bias and reports log-probs after it (``processed_logprobs``); with the same
+    bias in the trainer's forward, the trainer's log-probs are those of the policy that was actually
+    sampled, and TRL's importance-sampling ratio compares like with like (without it, every token's
+    trainer log-prob is off by log(1 - p(banned)), which a random-weight model makes large). Returns
+    the hook handle (``.remove()`` undoes it).
+    """
+    import torch
+
+    ids = torch.tensor(sorted(set(token_ids)), dtype=torch.long)
+
+    def add_bias(module, inputs, logits):
+        if ids.numel() and isinstance(logits, torch.Tensor):
+            index = ids.to(logits.device)
+            logits[..., index] = logits[..., index] + BAN_BIAS
+        return logits
+
+    return model.get_output_embeddings().register_forward_hook(add_bias)

@@ -85,7 +85,7 @@ def train(recipe: Recipe, resume: str | None = None):
     from rft.data.sources import training_rows, trl_rows_for
     from rft.eval.heldout import HeldOut, HeldOutCallback, format_scores
     from rft.models.load import load_model
-    from rft.models.vision_tokens import placeholder_token_ids, vision_token_ids
+    from rft.models.vision_tokens import ban_in_logits, placeholder_token_ids, vision_token_ids
     from rft.train.checkpoints import CheckpointOnSignal, SkipNonFiniteSteps, latest_checkpoint, resolve_resume
     from rft.train.config import RFT_DEFAULTS, grpo_config
     from rft.train.reward_guard import FailureLog, guarded
@@ -147,6 +147,7 @@ def train(recipe: Recipe, resume: str | None = None):
     if before:
         print(f"held-out before GRPO: {format_scores(before)}", flush=True)
     model = prepare_model(recipe, loaded)
+    ban_in_logits(model, banned)  # the trainer's log-probs are those of the policy rollouts sample from
     config = grpo_config(recipe, loaded.model.dtype, banned, reward_weights, plan.max_steps)
     nonfinite = SkipNonFiniteSteps(recipe.output.max_nonfinite_steps)
     callbacks = [RunLog(out, extra={"eval_before_grpo": before}), CheckpointOnSignal(), nonfinite]

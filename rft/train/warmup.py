@@ -13,6 +13,7 @@ import time
 from collections import defaultdict
 
 import torch
+from accelerate import PartialState
 
 from rft.data.answers import reference_answer
 from rft.data.images import open_image
@@ -60,7 +61,7 @@ def supervised_warmup(loaded, rows: list[dict], section: WarmupSection, seed: in
     """Train ``loaded.model`` for ``section.steps`` supervised steps on ``rows``; returns the losses."""
     rng = random.Random(seed)
     targets = warmup_targets(rows, section.format_only, rng)
-    model = loaded.model
+    model = loaded.model.to(PartialState().device)  # the trainer would move it there next anyway
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=section.learning_rate)

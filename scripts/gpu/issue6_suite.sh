@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The GPU proofs of issue 6 on a machine with two GPUs (nvidia-h200-x2), in parts of under 10 minutes:
-#   bash scripts/gpu/issue6_suite.sh a   # vLLM prompt/log-prob check, colocate fp32, LoRA+vLLM, ZeRO-3+vLLM (checkpoint -> rft eval), server mode
+#   bash scripts/gpu/issue6_suite.sh a   # vLLM prompt/log-prob checks, colocate fp32, LoRA+vLLM, ZeRO-3+vLLM (checkpoint -> rft eval),
+#                                        # ZeRO-2; server mode with WITH_SERVER=1
 #   bash scripts/gpu/issue6_suite.sh b   # ZeRO-2 and ZeRO-3 without vLLM, ZeRO-2 with vLLM, bf16 colocate with sleep mode
 # Prerequisite: trl/vllm/deepspeed in /tmp/site (../shared/gpu/README.md). Small results under $OUT
 # (default outputs/gpu); run folders under /tmp/rft_gpu_runs. A part starts no new run after DEADLINE s (default 470).
@@ -20,8 +21,11 @@ check() {  # check NAME PORT ARGS...
 tiny=(--set model.tiny.family=qwen2_5_vl --set model.tiny.hidden_size=128 --set model.tiny.num_heads=2)
 case "${1:-a}" in
 a)
-  CUDA_VISIBLE_DEVICES=0 check collapsed 29501 --engine-dtype float32 --model-dtype float32 &
-  CUDA_VISIBLE_DEVICES=1 check expanded 29502 --engine-dtype float32 --model-dtype float32 --expanded &
+  CUDA_VISIBLE_DEVICES=0 check rft 29501 --engine-dtype float32 --model-dtype float32 &
+  CUDA_VISIBLE_DEVICES=1 check trainer_without_ban 29502 --engine-dtype float32 --model-dtype float32 --trainer-without-ban &
+  wait
+  CUDA_VISIBLE_DEVICES=0 check expanded 29501 --engine-dtype float32 --model-dtype float32 --expanded &
+  CUDA_VISIBLE_DEVICES=1 check engine_auto 29502 --engine-dtype auto --model-dtype float32 &
   wait
   CUDA_VISIBLE_DEVICES=0 PORT=29511 LIMIT=150 bash $T colocate_fp32 --set model.dtype=float32 --set rollout.backend=vllm \
     --set rollout.vllm_mode=colocate &
@@ -38,7 +42,8 @@ a)
     echo "rft eval of the ZeRO-3 checkpoint: exit $?" | tee -a "$e/eval_checkpoint.log"
     cp /tmp/rft_gpu_runs/zero3_eval/summary.txt "$e/eval_summary.txt" 2>/dev/null
   fi
-  if time_left server; then  # `rft serve` on GPU 1, training on GPU 0
+  time_left zero2 && LIMIT=110 bash $T zero2 --gpus 2 --set model.dtype=bfloat16 --set distributed.zero_stage=2
+  if [ -n "${WITH_SERVER:-}" ] && time_left server; then  # `rft serve` on GPU 1, training on GPU 0
     s="$OUT/server"; mkdir -p "$s"
     common=("${tiny[@]}" --set model.dtype=float32 --set rollout.backend=vllm --set rollout.vllm_mode=server
             --set rollout.max_model_length=1024 --set output.dir=/tmp/rft_gpu_runs/server)

@@ -59,6 +59,7 @@ def main() -> None:
     p.add_argument("--engine-dtype", default="float32", help="dtype given to vllm.LLM ('auto' = TRL's default)")
     p.add_argument("--model-dtype", default="float32", help="dtype of the trainer's model")
     p.add_argument("--no-ban", action="store_true", help="sample without rft's vision-token logit bias")
+    p.add_argument("--trainer-without-ban", action="store_true", help="trainer log-probs without rft's logit hook")
     p.add_argument("--expanded", action="store_true", help="send prompts with expanded image tokens as TRL does, "
                    "without rft's collapsing engine (the mismatch rft fixes)")
     p.add_argument("--out", default="vllm_logprobs_check.json")
@@ -71,7 +72,7 @@ def main() -> None:
     from rft.models.tiny import build_tiny_vlm
     from rft.models.vision_tokens import vision_token_ids
     from rft.recipe.schema import ModelSection
-    from rft.models.vision_tokens import placeholder_token_ids
+    from rft.models.vision_tokens import ban_in_logits, placeholder_token_ids
     from rft.train.vllm_engine import CollapsingEngine, engine_options
 
     path = build_tiny_vlm("qwen2_5_vl", Path(args.work) / "tiny", hidden_size=128, num_heads=2, max_image_tokens=64)
@@ -92,6 +93,8 @@ def main() -> None:
     multimodal = {k: tokenized[k].cuda() for k in ("pixel_values", "image_grid_thw")}
     image_token = processor.tokenizer.convert_tokens_to_ids("<|image_pad|>")
     banned = vision_token_ids(processor.tokenizer, "qwen2_5_vl")
+    if not args.no_ban and not args.trainer_without_ban:
+        ban_in_logits(model, banned)  # as rft train does
     temperature = 1.0
     params = SamplingParams(n=1, temperature=temperature, max_tokens=32, logprobs=0, seed=0,
                             logit_bias=None if args.no_ban else {i: -100.0 for i in banned})
@@ -106,7 +109,7 @@ def main() -> None:
     outputs, completions, vllm_logps = rollouts()
     report = {
         "engine_dtype": args.engine_dtype, "model_dtype": args.model_dtype, "ban": not args.no_ban,
-        "collapsed": not args.expanded,
+        "collapsed": not args.expanded, "trainer_ban": not (args.no_ban or args.trainer_without_ban),
         "image_tokens_trainer": prompt_ids.count(image_token),
         "image_tokens_vllm": list(outputs[0].prompt_token_ids).count(image_token),
         "prompt_len_trainer": len(prompt_ids), "prompt_len_vllm": len(outputs[0].prompt_token_ids),
