@@ -144,7 +144,7 @@ def train(recipe: Recipe, resume: str | None = None):
         heldout = HeldOut(eval_rows, build_rewards(recipe, route=False)[0], loaded.processor, banned, recipe.eval.max_new_tokens,
                           recipe.eval.batch_size)
     before = heldout(loaded.model) if heldout and resume is None else {}
-    if before:
+    if before and state.is_main_process:
         print(f"held-out before GRPO: {format_scores(before)}", flush=True)
     model = prepare_model(recipe, loaded)
     ban_in_logits(model, banned)  # the trainer's log-probs are those of the policy rollouts sample from
@@ -171,8 +171,10 @@ def train(recipe: Recipe, resume: str | None = None):
         )
     if heldout:
         after = heldout(trainer.model)
-        print(f"held-out after GRPO:  {format_scores(after)}", flush=True)
-        callbacks[0].write(trainer.state, {"eval_before_grpo": before, "eval_after_grpo": after})
-    trainer.save_model(str(out / "final"))
-    loaded.processor.save_pretrained(str(out / "final"))
+        if state.is_main_process:
+            print(f"held-out after GRPO:  {format_scores(after)}", flush=True)
+            callbacks[0].write(trainer.state, {"eval_before_grpo": before, "eval_after_grpo": after})
+    trainer.save_model(str(out / "final"))  # every rank: under ZeRO-3 it gathers the shards
+    if state.is_main_process:
+        loaded.processor.save_pretrained(str(out / "final"))
     return trainer

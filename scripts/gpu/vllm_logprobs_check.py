@@ -62,6 +62,8 @@ def main() -> None:
     p.add_argument("--trainer-without-ban", action="store_true", help="trainer log-probs without rft's logit hook")
     p.add_argument("--expanded", action="store_true", help="send prompts with expanded image tokens as TRL does, "
                    "without rft's collapsing engine (the mismatch rft fixes)")
+    p.add_argument("--perturb", default="", help="only change parameters whose name contains this "
+                   "(e.g. 'visual', 'language_model', 'embed_tokens'; default: all) before the sync check")
     p.add_argument("--out", default="vllm_logprobs_check.json")
     p.add_argument("--work", default="/tmp/vllm_check")
     args = p.parse_args()
@@ -119,13 +121,15 @@ def main() -> None:
     # Change the trainer's weights and push them the way TRL's colocate sync does.
     torch.manual_seed(1)
     with torch.no_grad():
-        for param in model.parameters():
-            param.add_(torch.randn_like(param) * 0.05)
+        for name, param in model.named_parameters():
+            if args.perturb in name:
+                param.add_(torch.randn_like(param) * 0.05)
     runner_model = llm.llm_engine.model_executor.driver_worker.model_runner.model
     for name, param in model.named_parameters():
         runner_model.load_weights([(name.replace("_checkpoint_wrapped_module.", ""), param.data)])
     llm.reset_prefix_cache()
     _, completions, vllm_logps = rollouts()
+    report["perturbed"] = args.perturb or "all"
     report["after_sync"] = compare(vllm_logps, trainer_logps(model, processor, prompt_ids, multimodal, completions, temperature))
     line = json.dumps(report)
     print("RESULT", line, flush=True)
