@@ -1,0 +1,412 @@
+"""GRPO step throughput on a Qwen2.5-VL-3B architecture with random weights (issue 7), side by side:
+
+  (A) TRL's GRPOTrainer with transformers generation (the way Visual-RFT trains)
+  (B) TRL's GRPOTrainer with vLLM colocate (gpu_memory_utilization 0.35)
+  (C) ``rft train`` with its best settings
+
+Set-up (identical for all three): 8 prompts x 8 generations per step, one 640x480 image per prompt at a
+pixel budget of 401,408 (391 image tokens), 256 new tokens, bf16, SDPA, gradient checkpointing; a
+word-level tokenizer of the full 151,936-token vocabulary and synthetic images, built on the machine.
+Each mode runs in its own process (``torchrun``, as TRL's colocated vLLM needs). Prints a table with
+s/step (median after the first step), generated tokens/s, MFU = (6 N T_train + 2 N T_generated) /
+(time x measured bf16 matmul peak), peak GPU memory (device-wide, sampled), and the time per phase;
+writes it all to ``--out`` (JSON).
+
+    python bench/grpo_throughput.py                       # on one GPU: A, B, C
+    python bench/grpo_throughput.py --modes A,C --tiny    # a tiny config: checks the harness on the CPU
+
+Results and their dates go to docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections import defaultdict
+from contextlib import contextmanager
+from functools import wraps
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+PROMPT = "Describe the objects in this image."
+PHASES = ("generation", "weight_sync", "logprob_passes", "rewards", "other_scoring", "forward_backward")
+
+
+# --------------------------------------------------------------------------- the set-up
+
+
+def qwen25vl_3b_config(tiny: bool = False):
+    """Qwen2.5-VL-3B-Instruct's architecture (3.75 B parameters), or a tiny one of the same shape."""
+    from transformers import Qwen2_5_VLConfig
+
+    specials = {"image_token_id": 151655, "video_token_id": 151656, "vision_start_token_id": 151652,
+                "vision_end_token_id": 151653}
+    if tiny:
+        text = dict(hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=2,
+                    num_key_value_heads=1)
+        vision = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=128,
+                      fullatt_block_indexes=[1])
+    else:
+        text = dict(hidden_size=2048, intermediate_size=11008, num_hidden_layers=36, num_attention_heads=16,
+                    num_key_value_heads=2)
+        vision = dict(depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16, out_hidden_size=2048,
+                      fullatt_block_indexes=[7, 15, 23, 31])
+    head_dim = text["hidden_size"] // text["num_attention_heads"]
+    mrope = [16, 24, 24] if head_dim == 128 else [head_dim // 2 - 2 * (3 * head_dim // 16), 3 * head_dim // 16, 3 * head_dim // 16]
+    text |= {"vocab_size": 151936, "max_position_embeddings": 32768, "bos_token_id": 151643, "eos_token_id": 151645,
+             "pad_token_id": 151643, "rope_parameters": {"rope_type": "default", "rope_theta": 1_000_000.0, "mrope_section": mrope}}
+    vision |= {"patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2, "window_size": 112, "in_chans": 3}
+    return Qwen2_5_VLConfig(text_config=text, vision_config=vision, tie_word_embeddings=True, **specials)
+
+
+def word_level_processor(max_pixels: int, min_pixels: int = 3136):
+    """A Qwen2.5-VL processor whose tokenizer is word-level over the full vocabulary, Qwen's special ids in place."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast, Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor
+
+    from rft.models.tiny import CHAT_TEMPLATE
+
+    specials = {151643: "<|endoftext|>", 151644: "<|im_start|>", 151645: "<|im_end|>", 151652: "<|vision_start|>",
+                151653: "<|vision_end|>", 151654: "<|vision_pad|>", 151655: "<|image_pad|>", 151656: "<|video_pad|>"}
+    vocab = {specials.get(i, f"w{i}"): i for i in range(151936)}
+    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<|endoftext|>"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                                        unk_token="<|endoftext|>", additional_special_tokens=list(specials.values()))
+    tokenizer.chat_template = CHAT_TEMPLATE
+    size = {"shortest_edge": min_pixels, "longest_edge": max_pixels}
+    common = {"patch_size": 14, "merge_size": 2, "temporal_patch_size": 2}
+    return Qwen2_5_VLProcessor(image_processor=Qwen2VLImageProcessor(size=dict(size), **common),
+                               video_processor=Qwen2VLVideoProcessor(size=dict(size), **common),
+                               tokenizer=tokenizer, chat_template=CHAT_TEMPLATE)
+
+
+def build_model_dir(out: Path, tiny: bool, max_pixels: int) -> Path:
+    """Random-weight model + processor saved to ``out`` (vLLM and ``rft train`` load it from there)."""
+    from transformers import AutoModelForImageTextToText, GenerationConfig
+
+    if (out / "config.json").is_file():
+        return out
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = AutoModelForImageTextToText.from_config(qwen25vl_3b_config(tiny), dtype=torch.bfloat16)
+    model.generation_config = GenerationConfig(eos_token_id=151645, pad_token_id=151643)
+    model.save_pretrained(out)
+    word_level_processor(max_pixels).save_pretrained(out)
+    return out
+
+
+def build_images(out: Path, n: int, size: tuple[int, int]) -> list[str]:
+    """``n`` synthetic ``size`` images (random rectangles on noise), written once."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    out.mkdir(parents=True, exist_ok=True)
+    paths, rng = [], np.random.default_rng(0)
+    for i in range(n):
+        path = out / f"{i:04d}.png"
+        if not path.is_file():
+            img = Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8))
+            x, y = int(rng.integers(0, size[0] // 2)), int(rng.integers(0, size[1] // 2))
+            ImageDraw.Draw(img).rectangle((x, y, x + size[0] // 3, y + size[1] // 3), fill=(200, 30, 30))
+            img.save(path)
+        paths.append(str(path))
+    return paths
+
+
+def bf16_peak_tflops() -> float | None:
+    """Measured bf16 matmul throughput (TFLOP/s): the denominator of MFU."""
+    if not torch.cuda.is_available():
+        return None
+    a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    b = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    for _ in range(3):
+        a @ b
+    torch.cuda.synchronize()
+    start, reps = time.perf_counter(), 50
+    for _ in range(reps):
+        a @ b
+    torch.cuda.synchronize()
+    return 2 * 8192**3 * reps / (time.perf_counter() - start) / 1e12
+
+
+# --------------------------------------------------------------------------- instrumentation
+
+
+class PhaseTimer:
+    """Wall time per phase of TRL's GRPO step, CUDA-synchronised at each boundary, plus step start times."""
+
+    def __init__(self):
+        self.totals: dict[str, list[float]] = defaultdict(list)
+        self.step_starts: list[float] = []
+        self.generated_tokens: list[int] = []
+        self.train_tokens: list[int] = []
+
+    @staticmethod
+    def _sync():
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+
+    @contextmanager
+    def phase(self, name: str):
+        self._sync()
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._sync()
+            self.totals[name].append(time.perf_counter() - start)
+
+    def wrap(self, owner: type, method: str, name: str, when=None):
+        original = getattr(owner, method)
+        timer = self
+
+        @wraps(original)
+        def timed(*args, **kwargs):
+            if when is not None and not when():
+                return original(*args, **kwargs)
+            with timer.phase(name):
+                return original(*args, **kwargs)
+
+        setattr(owner, method, timed)
+
+    def install(self) -> None:
+        """Wrap the GRPOTrainer (and vLLM generation) methods whose time makes up a step."""
+        from trl import GRPOTrainer
+        from trl.generation.vllm_generation import VLLMGeneration
+
+        timer = self
+        original_step = GRPOTrainer.training_step
+
+        @wraps(original_step)
+        def training_step(trainer, model, inputs, num_items_in_batch=None):
+            timer._sync()
+            timer.step_starts.append(time.perf_counter())
+            with timer.phase("training_step"):
+                return original_step(trainer, model, inputs, num_items_in_batch)
+
+        GRPOTrainer.training_step = training_step
+        original_score = GRPOTrainer._generate_and_score_completions
+
+        @wraps(original_score)
+        def score(trainer, inputs):
+            with timer.phase("generate_and_score"):
+                out = original_score(trainer, inputs)
+            mask = out["completion_mask"]
+            timer.generated_tokens.append(int(mask.sum()))
+            timer.train_tokens.append(int(out["prompt_mask"].sum() + mask.sum()))
+            return out
+
+        GRPOTrainer._generate_and_score_completions = score
+        self.wrap(GRPOTrainer, "_generate_single_turn", "generate_with_sync")
+        self.wrap(VLLMGeneration, "sync_weights", "weight_sync")
+        self.wrap(GRPOTrainer, "_get_per_token_logps_and_entropies", "logprob_passes", when=lambda: not torch.is_grad_enabled())
+        self.wrap(GRPOTrainer, "_calculate_rewards", "rewards")
+
+    def report(self, skip_first: int = 1) -> dict:
+        """Per-step medians after the first ``skip_first`` steps."""
+        steps = [b - a for a, b in zip(self.step_starts, self.step_starts[1:])]
+        keep = slice(skip_first, None)
+
+        def per_step(name):
+            values = self.totals.get(name, [])[keep]
+            return statistics.median(values) if values else 0.0
+
+        gen_sync, sync = per_step("generate_with_sync"), per_step("weight_sync")
+        scoring, step = per_step("generate_and_score"), per_step("training_step")
+        logps, rewards = per_step("logprob_passes"), per_step("rewards")
+        phases = {"generation": gen_sync - sync, "weight_sync": sync, "logprob_passes": logps, "rewards": rewards,
+                  "other_scoring": max(0.0, scoring - gen_sync - logps - rewards), "forward_backward": step - scoring}
+        return {"s_per_step": statistics.median(steps[keep]) if steps[keep] else None, "step_times": steps,
+                "phases": phases, "generated_tokens": statistics.median(self.generated_tokens[keep] or [0]),
+                "train_tokens": statistics.median(self.train_tokens[keep] or [0])}
+
+
+class PeakMemory:
+    """Device-wide peak GPU memory in use (what nvidia-smi shows), sampled every 50 ms: vLLM's pools included."""
+
+    def __init__(self):
+        self.peak, self._stop = 0, threading.Event()
+
+    def __enter__(self):
+        if torch.cuda.is_available():
+            self._thread = threading.Thread(target=self._poll, daemon=True)
+            self._thread.start()
+        return self
+
+    def _poll(self):
+        while not self._stop.is_set():
+            free, total = torch.cuda.mem_get_info()
+            self.peak = max(self.peak, total - free)
+            time.sleep(0.05)
+
+    def __exit__(self, *exc):
+        self._stop.set()
+
+
+# --------------------------------------------------------------------------- one mode, in its own process
+
+
+def trl_dataset(images: list[str]):
+    from datasets import Dataset, Image
+
+    rows = [{"prompt": [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": PROMPT}]}], "image": p}
+            for p in images]
+    return Dataset.from_list(rows).cast_column("image", Image())
+
+
+def length_reward(completions, **_):
+    """A cheap verifiable stand-in: the rewards' cost is measured separately (bench/rewards_bench.py)."""
+    return [min(len(str(c)), 100) / 100 for c in completions]
+
+
+def run_trl(mode: str, args) -> dict:
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+    from trl import GRPOConfig, GRPOTrainer
+
+    cuda = torch.cuda.is_available()
+    model = AutoModelForImageTextToText.from_pretrained(args.model_dir, dtype=torch.bfloat16 if cuda else torch.float32,
+                                                        attn_implementation="sdpa")
+    processor = AutoProcessor.from_pretrained(args.model_dir)
+    config = GRPOConfig(
+        output_dir=str(Path(args.work) / f"trl_{mode}"), per_device_train_batch_size=args.prompts * args.generations,
+        num_generations=args.generations, max_completion_length=args.new_tokens, max_steps=args.steps,
+        learning_rate=1e-6, beta=0.0, bf16=cuda, use_cpu=not cuda, gradient_checkpointing=cuda, logging_steps=1,
+        report_to=[], save_strategy="no", shuffle_dataset=False, remove_unused_columns=False, seed=0,
+        use_vllm=mode == "B", vllm_mode="colocate", vllm_gpu_memory_utilization=args.vllm_memory,
+        vllm_max_model_length=args.max_model_length,
+    )
+    timer = PhaseTimer()
+    timer.install()
+    images = json.loads(Path(args.images).read_text())
+    with PeakMemory() as memory:
+        trainer = GRPOTrainer(model=model, reward_funcs=length_reward, args=config, train_dataset=trl_dataset(images),
+                              processing_class=processor)
+        trainer.train()
+    return {**timer.report(), "peak_gpu_gib": memory.peak / 2**30}
+
+
+def run_rft(args) -> dict:
+    """(C): ``rft train`` on a recipe with the same set-up, its optimisations at their defaults."""
+    from rft.recipe import validate
+    from rft.train.run import train
+
+    images = json.loads(Path(args.images).read_text())
+    rows = Path(args.work) / "rows.jsonl"
+    rows.write_text("".join(json.dumps({"image": p, "task": "classification", "solution": {"label": "w7"}, "dataset": "bench", "query": {"classes": None},
+                                        "id": str(i)}) + "\n" for i, p in enumerate(images)))
+    cuda = torch.cuda.is_available()
+    recipe = validate({
+        "model": {"path": args.model_dir, "dtype": "bfloat16" if cuda else "float32", "attn_implementation": "sdpa",
+                  "min_pixels": 3136, "max_pixels": args.max_pixels},
+        "data": {"datasets": [{"name": "bench", "kind": "rows_jsonl", "path": str(rows)}],
+                 "templates": {"classification": PROMPT}},
+        "rewards": [{"name": "classification_accuracy"}],
+        "grpo": {"per_device_train_batch_size": args.prompts * args.generations, "num_generations": args.generations,
+                 "max_completion_length": args.new_tokens, "max_steps": args.steps, "beta": 0.0},
+        "rollout": {"backend": "vllm" if cuda else "transformers", "vllm_mode": "colocate",
+                    "gpu_memory_utilization": args.vllm_memory, "max_model_length": args.max_model_length},
+        "output": {"dir": str(Path(args.work) / "rft_C"), "report_to": []},
+    })
+    timer = PhaseTimer()
+    timer.install()
+    with PeakMemory() as memory:
+        train(recipe)
+    return {**timer.report(), "peak_gpu_gib": memory.peak / 2**30}
+
+
+# --------------------------------------------------------------------------- the table
+
+
+def mfu(result: dict, params: int, peak_tflops: float | None) -> float | None:
+    if not peak_tflops or not result.get("s_per_step"):
+        return None
+    flops = 6 * params * result["train_tokens"] + 2 * params * result["generated_tokens"]
+    return flops / (result["s_per_step"] * peak_tflops * 1e12)
+
+
+def table(results: dict[str, dict], params: int, peak: float | None) -> str:
+    head = ["mode", "s/step", "gen tok/s", "MFU", "peak GiB", *PHASES]
+    lines = [" | ".join(head), " | ".join("---" for _ in head)]
+    for mode, r in results.items():
+        if "error" in r:
+            lines.append(f"{mode} | failed: {r['error'][:80]}")
+            continue
+        s = r["s_per_step"]
+        m = mfu(r, params, peak)
+        cells = [mode, f"{s:.2f}" if s else "-", f"{r['generated_tokens'] / s:.0f}" if s else "-",
+                 f"{m:.1%}" if m is not None else "-", f"{r['peak_gpu_gib']:.1f}",
+                 *(f"{r['phases'][p]:.2f}" for p in PHASES)]
+        lines.append(" | ".join(cells))
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--modes", default="A,B,C")
+    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--prompts", type=int, default=8)
+    p.add_argument("--generations", type=int, default=8)
+    p.add_argument("--new-tokens", type=int, default=256)
+    p.add_argument("--max-pixels", type=int, default=401_408)
+    p.add_argument("--vllm-memory", type=float, default=0.35)
+    p.add_argument("--max-model-length", type=int, default=1024)
+    p.add_argument("--tiny", action="store_true", help="a tiny config of the same shape (checks the harness)")
+    p.add_argument("--work", default="/tmp/rft_grpo_bench")
+    p.add_argument("--out", default="bench/grpo_throughput.json")
+    p.add_argument("--child", help=argparse.SUPPRESS)  # internal: run one mode in this process
+    p.add_argument("--model-dir", help=argparse.SUPPRESS)
+    p.add_argument("--images", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    work = Path(args.work)
+    if args.child:
+        result = run_rft(args) if args.child == "C" else run_trl(args.child, args)
+        if int(os.environ.get("RANK", "0")) == 0:
+            (work / f"result_{args.child}.json").write_text(json.dumps(result))
+        return
+    work.mkdir(parents=True, exist_ok=True)
+    model_dir = build_model_dir(work / ("model_tiny" if args.tiny else "model_3b"), args.tiny, args.max_pixels)
+    n_images = args.prompts * (args.steps + 1)
+    images = work / "images.json"
+    images.write_text(json.dumps(build_images(work / "images", n_images, (640, 480))))
+    from transformers import AutoConfig, AutoModelForImageTextToText
+
+    with torch.device("meta"):
+        params = sum(t.numel() for t in AutoModelForImageTextToText.from_config(AutoConfig.from_pretrained(model_dir)).parameters())
+    peak = bf16_peak_tflops()
+    results = {}
+    for mode in args.modes.split(","):
+        (work / f"result_{mode}.json").unlink(missing_ok=True)
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "1", "--master_port", "29533",
+               __file__, "--child", mode, "--model-dir", str(model_dir), "--images", str(images), "--work", str(work),
+               *sys.argv[1:]]
+        print(f"== ({mode})", " ".join(cmd[6:9]), flush=True)
+        done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+        (work / f"log_{mode}.txt").write_text(done.stdout + done.stderr)
+        result_file = work / f"result_{mode}.json"
+        results[mode] = json.loads(result_file.read_text()) if result_file.is_file() else {"error": (done.stderr or done.stdout)[-2000:]}
+        print(table({mode: results[mode]}, params, peak).splitlines()[-1], flush=True)
+    report = {"date": time.strftime("%Y-%m-%d"), "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+              "params": params, "bf16_peak_tflops": peak, "tiny": args.tiny, "settings": vars(args), "results": results}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=1))
+    print(f"\nparameters {params / 1e9:.2f} B, measured bf16 peak {peak or 0:.0f} TFLOP/s\n")
+    print(table(results, params, peak))
+    for mode in ("A", "B"):
+        if "C" in results and mode in results and results["C"].get("s_per_step") and results[mode].get("s_per_step"):
+            print(f"(C) is {results[mode]['s_per_step'] / results['C']['s_per_step']:.2f}x faster per step than ({mode})")
+
+
+if __name__ == "__main__":
+    main()
