@@ -221,6 +221,13 @@ class EvalSection(Section):
     """General held-out data on which ``rft eval`` compares the base model with the fine-tuned one."""
 
 
+class SpeedSection(Section):
+    """Optimisations that keep TRL's results (each has a CPU test of equal numerics); all on by default."""
+
+    dedupe_images: bool = True
+    """Encode each distinct image once per forward pass, not once per generation (rft.models.image_features)."""
+
+
 class OutputSection(Section):
     dir: str = "outputs/run"
     max_nonfinite_steps: int = Field(3, ge=0)
@@ -244,6 +251,7 @@ class Recipe(Section):
     distributed: DistributedSection = DistributedSection()
     warmup: WarmupSection = WarmupSection()
     eval: EvalSection = EvalSection()
+    speed: SpeedSection = SpeedSection()
     output: OutputSection = OutputSection()
 
     @model_validator(mode="after")
