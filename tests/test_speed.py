@@ -63,16 +63,20 @@ def test_dedupe_images_gives_equal_logits_and_gradients(family, tmp_path):
 
 
 @pytest.mark.slow
-def test_dedupe_images_leaves_a_grpo_run_unchanged(tmp_path):
-    """Two GRPO steps with and without the optimisation: the same rewards and losses."""
+@pytest.mark.parametrize("frozen_tower", [False, True])
+def test_speed_options_leave_a_grpo_run_unchanged(frozen_tower, tmp_path):
+    """Two GRPO steps with and without the image optimisations (with a frozen tower the features are
+    also cached across passes): the same rewards, losses and KL."""
+    freeze = {"vision": frozen_tower, "projector": frozen_tower, "language": False}
+
     def run(dedupe: bool):
         recipe = validate({
-            "model": {"tiny": {"family": "qwen2_5_vl"}, "min_pixels": 3136, "max_pixels": 12544},
+            "model": {"tiny": {"family": "qwen2_5_vl"}, "min_pixels": 3136, "max_pixels": 12544, "freeze": freeze},
             "data": {"datasets": [{"name": "cls", "kind": "synthetic_shapes", "task": "classification", "num_samples": 8}]},
             "rewards": [{"name": "format", "weight": 0.5}, {"name": "classification_accuracy"}],
             "grpo": {"per_device_train_batch_size": 8, "num_generations": 4, "max_completion_length": 8, "max_steps": 2,
                      "learning_rate": 1e-3, "beta": 0.04},
-            "speed": {"dedupe_images": dedupe},
+            "speed": {"dedupe_images": dedupe, "cache_frozen_image_features": dedupe},
             "output": {"dir": str(tmp_path / str(dedupe)), "report_to": []},
         })
         return [h for h in train(recipe).state.log_history if "reward" in h]
@@ -83,3 +87,50 @@ def test_dedupe_images_leaves_a_grpo_run_unchanged(tmp_path):
         assert a["reward"] == pytest.approx(b["reward"], abs=1e-6)
         assert a["loss"] == pytest.approx(b["loss"], abs=1e-5)
         assert a["kl"] == pytest.approx(b["kl"], abs=1e-5)
+
+
+def _batch(processor, images, texts):
+    prompts = [processor.apply_chat_template([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": t}]}],
+                                             add_generation_prompt=True, tokenize=False) for t in texts]
+    return processor(text=prompts, images=[[img] for img in images], padding=True, return_tensors="pt")
+
+
+@pytest.mark.parametrize("family", ["qwen2_5_vl", "qwen3_vl"])
+def test_frozen_tower_encodes_each_image_once_across_passes(family, tmp_path):
+    from rft.models.image_features import FeatureCache
+    from rft.models.parts import freeze_parts
+
+    path = build_tiny_vlm(family, tmp_path / family)
+    processor = AutoProcessor.from_pretrained(path)
+    red, blue = _image("red", (10, 10, 60, 60)), _image("blue", (30, 20, 90, 70))
+    first = _batch(processor, [red, blue, red, blue], ["What shape?"] * 4)
+    second = _batch(processor, [blue, red], ["Detect all objects.", "What colour is the shape?"])
+
+    def run(cache: FeatureCache | None, frozen: bool = True):
+        torch.manual_seed(0)
+        model = AutoModelForImageTextToText.from_pretrained(path, dtype=torch.float32)
+        if frozen:
+            freeze_parts(model, ["vision", "projector"])
+        inner = next(m for m in model.modules() if "visual" in m._modules)
+        patches = []
+        inner.visual.register_forward_pre_hook(lambda module, args: patches.append(args[0].shape[0]))
+        if cache is not None:
+            share_image_features(model, dedupe=True, cache_frozen=True, cache=cache)
+        with torch.no_grad():  # a log-prob pass, then the training forward of the same step
+            before = model(**first).logits
+        logits = model(**second).logits
+        logits.logsumexp(-1).mean().backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        return before, logits.detach(), grads, patches
+
+    plain_before, plain_logits, plain_grads, plain_patches = run(None)
+    cache = FeatureCache()
+    before, logits, grads, patches = run(cache)
+    assert len(plain_patches) == 2 and len(patches) == 1  # the second pass found both images in the cache
+    assert patches[0] * 2 == plain_patches[0] and cache.hits == 2
+    assert torch.allclose(before, plain_before, atol=1e-5) and torch.allclose(logits, plain_logits, atol=1e-5)
+    assert grads.keys() == plain_grads.keys() and not any("visual" in n for n in grads)
+    for name, grad in grads.items():
+        assert torch.allclose(grad, plain_grads[name], atol=1e-6, rtol=1e-4), name
+    _, _, _, trained_tower = run(FeatureCache(), frozen=False)
+    assert len(trained_tower) == 2  # a trainable tower is never cached

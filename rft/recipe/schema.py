@@ -226,6 +226,8 @@ class SpeedSection(Section):
 
     dedupe_images: bool = True
     """Encode each distinct image once per forward pass, not once per generation (rft.models.image_features)."""
+    cache_frozen_image_features: bool = True
+    """With the vision tower and projector frozen, encode each image once for all passes of a step."""
 
 
 class OutputSection(Section):

@@ -149,8 +149,7 @@ def train(recipe: Recipe, resume: str | None = None):
         print(f"held-out before GRPO: {format_scores(before)}", flush=True)
     model = prepare_model(recipe, loaded)
     ban_in_logits(model, banned)  # the trainer's log-probs are those of the policy rollouts sample from
-    if recipe.speed.dedupe_images:
-        share_image_features(model)
+    share_image_features(model, recipe.speed.dedupe_images, recipe.speed.cache_frozen_image_features)
     config = grpo_config(recipe, loaded.model.dtype, banned, reward_weights, plan.max_steps)
     nonfinite = SkipNonFiniteSteps(recipe.output.max_nonfinite_steps)
     callbacks = [RunLog(out, extra={"eval_before_grpo": before}), CheckpointOnSignal(), nonfinite]
