@@ -65,7 +65,7 @@ def test_dedupe_images_gives_equal_logits_and_gradients(family, tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("frozen_tower", [False, True])
 def test_speed_options_leave_a_grpo_run_unchanged(frozen_tower, tmp_path):
-    """Two GRPO steps with and without the image optimisations (with a frozen tower the features are
+    """Two GRPO steps with every ``speed`` option on and off (with a frozen tower the features are
     also cached across passes): the same rewards, losses and KL."""
     freeze = {"vision": frozen_tower, "projector": frozen_tower, "language": False}
 
@@ -76,7 +76,7 @@ def test_speed_options_leave_a_grpo_run_unchanged(frozen_tower, tmp_path):
             "rewards": [{"name": "format", "weight": 0.5}, {"name": "classification_accuracy"}],
             "grpo": {"per_device_train_batch_size": 8, "num_generations": 4, "max_completion_length": 8, "max_steps": 2,
                      "learning_rate": 1e-3, "beta": 0.04},
-            "speed": {"dedupe_images": dedupe, "cache_frozen_image_features": dedupe},
+            "speed": {"dedupe_images": dedupe, "cache_frozen_image_features": dedupe, "batched_vision_attention": dedupe},
             "output": {"dir": str(tmp_path / str(dedupe)), "report_to": []},
         })
         return [h for h in train(recipe).state.log_history if "reward" in h]
@@ -134,3 +134,44 @@ def test_frozen_tower_encodes_each_image_once_across_passes(family, tmp_path):
         assert torch.allclose(grad, plain_grads[name], atol=1e-6, rtol=1e-4), name
     _, _, _, trained_tower = run(FeatureCache(), frozen=False)
     assert len(trained_tower) == 2  # a trainable tower is never cached
+
+
+def test_segment_attention_equals_attention_per_segment():
+    from torch.nn import functional as F
+
+    from rft.models.vision_attention import segment_attention
+
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(3, 23, 8, requires_grad=True) for _ in range(3))
+    cu = torch.tensor([0, 4, 8, 8, 11, 15, 23])  # lengths 4, 4, 0, 3, 4, 8
+    out = segment_attention(q, k, v, cu, scale=0.3)
+    pieces = [F.scaled_dot_product_attention(q[:, a:b], k[:, a:b], v[:, a:b], scale=0.3) for a, b in zip(cu[:-1], cu[1:]) if b > a]
+    expected = torch.cat(pieces, dim=1)
+    assert torch.allclose(out, expected, atol=1e-6)
+    grads = torch.autograd.grad(out.square().sum(), (q, k, v))
+    expected_grads = torch.autograd.grad(expected.square().sum(), (q, k, v))
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(grads, expected_grads))
+
+
+@pytest.mark.parametrize("family", ["qwen2_vl", "qwen2_5_vl", "qwen3_vl"])
+def test_batched_vision_attention_gives_equal_logits_and_gradients(family, tmp_path):
+    from rft.models.vision_attention import batch_vision_attention
+
+    path = build_tiny_vlm(family, tmp_path / family, max_image_tokens=64)
+    processor = AutoProcessor.from_pretrained(path)
+    images = [_image("red", (10, 10, 60, 60)), _image("blue", (30, 20, 90, 70)).resize((224, 168))]
+    inputs = _batch(processor, images, ["What shape?", "Detect all objects."])
+
+    def run(batched: bool):
+        model = AutoModelForImageTextToText.from_pretrained(path, dtype=torch.float32, attn_implementation="sdpa")
+        if batched:
+            assert batch_vision_attention(model) == model.config.vision_config.depth
+        logits = model(**inputs).logits
+        logits.logsumexp(-1).mean().backward()
+        return logits.detach(), {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+
+    plain_logits, plain_grads = run(False)
+    logits, grads = run(True)
+    assert torch.allclose(logits, plain_logits, atol=1e-5)
+    for name, grad in grads.items():
+        assert torch.allclose(grad, plain_grads[name], atol=1e-6, rtol=1e-4), name

@@ -228,6 +228,8 @@ class SpeedSection(Section):
     """Encode each distinct image once per forward pass, not once per generation (rft.models.image_features)."""
     cache_frozen_image_features: bool = True
     """With the vision tower and projector frozen, encode each image once for all passes of a step."""
+    batched_vision_attention: bool = True
+    """Qwen-VL vision attention: one SDPA call per window length, not one per window (rft.models.vision_attention)."""
 
 
 class OutputSection(Section):

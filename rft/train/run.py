@@ -85,6 +85,7 @@ def train(recipe: Recipe, resume: str | None = None):
     from rft.data.sources import training_rows, trl_rows_for
     from rft.eval.heldout import HeldOut, HeldOutCallback, format_scores
     from rft.models.image_features import share_image_features
+    from rft.models.vision_attention import batch_vision_attention
     from rft.models.load import load_model
     from rft.models.vision_tokens import ban_in_logits, placeholder_token_ids, vision_token_ids
     from rft.train.checkpoints import CheckpointOnSignal, SkipNonFiniteSteps, latest_checkpoint, resolve_resume
@@ -150,6 +151,8 @@ def train(recipe: Recipe, resume: str | None = None):
     model = prepare_model(recipe, loaded)
     ban_in_logits(model, banned)  # the trainer's log-probs are those of the policy rollouts sample from
     share_image_features(model, recipe.speed.dedupe_images, recipe.speed.cache_frozen_image_features)
+    if recipe.speed.batched_vision_attention:
+        batch_vision_attention(model)
     config = grpo_config(recipe, loaded.model.dtype, banned, reward_weights, plan.max_steps)
     nonfinite = SkipNonFiniteSteps(recipe.output.max_nonfinite_steps)
     callbacks = [RunLog(out, extra={"eval_before_grpo": before}), CheckpointOnSignal(), nonfinite]
