@@ -227,7 +227,8 @@ class SpeedSection(Section):
     dedupe_images: bool = True
     """Encode each distinct image once per forward pass, not once per generation (rft.models.image_features)."""
     cache_frozen_image_features: bool = True
-    """With the vision tower and projector frozen, encode each image once for all passes of a step."""
+    """With the vision tower and projector frozen, encode each image once for all passes of a step
+    (not under ZeRO-3, where every rank must run the tower's sharded parameters in step)."""
     batched_vision_attention: bool = True
     """Qwen-VL vision attention: one SDPA call per window length, not one per window (rft.models.vision_attention)."""
 

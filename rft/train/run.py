@@ -150,7 +150,10 @@ def train(recipe: Recipe, resume: str | None = None):
         print(f"held-out before GRPO: {format_scores(before)}", flush=True)
     model = prepare_model(recipe, loaded)
     ban_in_logits(model, banned)  # the trainer's log-probs are those of the policy rollouts sample from
-    share_image_features(model, recipe.speed.dedupe_images, recipe.speed.cache_frozen_image_features)
+    # Under ZeRO-3 a rank whose images are all cached would skip the tower's parameter gathers that the
+    # other ranks wait in: the cache is for unsharded towers only.
+    cache_frozen = recipe.speed.cache_frozen_image_features and recipe.distributed.zero_stage != 3
+    share_image_features(model, recipe.speed.dedupe_images, cache_frozen)
     if recipe.speed.batched_vision_attention:
         batch_vision_attention(model)
     config = grpo_config(recipe, loaded.model.dtype, banned, reward_weights, plan.max_steps)
