@@ -116,3 +116,29 @@ def test_cli_reports_recipe_errors_without_traceback(tmp_path, capsys):
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert "grpo.num_generation: not a GRPOConfig field" in err and "Traceback" not in err
+
+
+def test_lora_adapter_after_warmup_evaluates_on_its_warmed_up_base(tmp_path):
+    """The warm-up changes the base weights before LoRA: the adapter records that base, and rft eval
+    (and a resumed run) load it instead of the recipe's untouched model."""
+    import torch
+
+    from rft.eval.run import load_for_eval
+    from rft.models.load import load_model
+
+    recipe = validate({**MULTITASK, "data": {"datasets": [MULTITASK["data"]["datasets"][1]]},
+                       "rewards": [{"name": "format"}, {"name": "classification_accuracy"}],
+                       "model": {**MULTITASK["model"], "lora": {"enabled": True, "r": 4}},
+                       "warmup": {"steps": 2, "learning_rate": 1e-2, "batch_size": 4},
+                       "grpo": {**MULTITASK["grpo"], "max_steps": 1}, "eval": {},
+                       "output": {"dir": str(tmp_path), "report_to": []}})
+    trainer = train(recipe)
+    adapter = tmp_path / "final"
+    assert json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"] == str(tmp_path / "warmed_up")
+    evaluated = load_for_eval(recipe, str(adapter), tmp_path / "eval").model.state_dict()
+    untouched = load_model(recipe.model, tmp_path).model.state_dict()
+    trained = trainer.model.merge_and_unload().state_dict()
+    name = next(n for n in evaluated if "visual" in n and n.endswith("weight"))
+    assert torch.equal(evaluated[name], trained[name]) and not torch.equal(evaluated[name], untouched[name])
+    lora_target = next(n for n in evaluated if n.endswith("q_proj.weight") and "language" in n)
+    assert torch.allclose(evaluated[lora_target], trained[lora_target], atol=1e-6)

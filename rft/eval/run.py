@@ -25,7 +25,12 @@ def load_for_eval(recipe: Recipe, model_path: str | None, work_dir: Path):
     if (path / "adapter_config.json").is_file():
         from peft import PeftModel
 
-        loaded = load_model(recipe.model, work_dir)
+        # The adapter's base: the folder it records (a run's warmed-up weights), else the recipe's model.
+        base = json.loads((path / "adapter_config.json").read_text()).get("base_model_name_or_path")
+        section = recipe.model
+        if base and Path(base).is_dir():
+            section = recipe.model.model_copy(update={"path": base, "tiny": None})
+        loaded = load_model(section, work_dir)
         loaded.model = PeftModel.from_pretrained(loaded.model, str(path)).merge_and_unload()
         return loaded
     section = recipe.model.model_copy(update={"path": str(path), "tiny": None})

@@ -15,6 +15,10 @@ from rft.recipe import Recipe, dump_recipe
 log = logging.getLogger(__name__)
 
 
+WARMED_UP = "warmed_up"
+"""The folder in ``output.dir`` with the weights after the supervised warm-up (vLLM runs, LoRA runs)."""
+
+
 class TrainingStopped(RftError):
     """Training stopped early for a reason the user must see (it saved a checkpoint first)."""
 
@@ -117,6 +121,8 @@ def train(recipe: Recipe, resume: str | None = None):
         # checkpoint's weights through from_pretrained, under the weight report; the Trainer then
         # restores optimizer, scheduler, RNG states and step.
         model_section = recipe.model.model_copy(update={"path": resume, "tiny": None})
+    elif resume is not None and (out / WARMED_UP).is_dir():  # a LoRA run resumes on its warmed-up base
+        model_section = recipe.model.model_copy(update={"path": str(out / WARMED_UP), "tiny": None})
     with state.local_main_process_first():
         loaded = load_model(model_section, out)
         rows = training_rows(recipe, loaded, out / "data")
@@ -130,10 +136,10 @@ def train(recipe: Recipe, resume: str | None = None):
         from rft.train.warmup import supervised_warmup
 
         supervised_warmup(loaded, [r for rs in rows.values() for r in rs], recipe.warmup, recipe.seed)
-        if recipe.rollout.backend == "vllm":
-            # TRL starts vLLM from the weights at model.name_or_path and first syncs after step 1:
-            # without this, the first rollouts would come from the weights before the warm-up.
-            warmed = out / "warmed_up"
+        if recipe.rollout.backend == "vllm" or recipe.model.lora.enabled:
+            # The warmed-up weights are what vLLM must start from (it loads model.name_or_path) and
+            # the base a LoRA adapter belongs to (its adapter_config records model.name_or_path).
+            warmed = out / WARMED_UP
             with state.local_main_process_first():
                 if state.is_local_main_process:
                     loaded.model.save_pretrained(warmed)
