@@ -50,7 +50,7 @@ def test_colocated_engine_gets_the_options(monkeypatch):
 
     monkeypatch.setattr(generation, "LLM", fake_llm, raising=False)
     with colocated_engine_options({"dtype": "float32", "max_model_len": 1}):
-        assert generation.LLM(model="m", max_model_len=512) == "engine"  # as TRL calls it
+        assert generation.LLM(model="m", max_model_len=512).llm == "engine"  # as TRL calls it
     assert calls == [{"dtype": "float32", "max_model_len": 512, "model": "m"}]  # TRL's own arguments win
     assert generation.LLM is fake_llm  # restored
 
@@ -143,7 +143,7 @@ def test_colocated_engine_collapses_expanded_image_prompts(monkeypatch, tmp_path
                          {"prompt_token_ids": [1, pad, pad]}], sampling_params=None, use_tqdm=False) == ["out", "out"]
     assert seen[0]["prompt_token_ids"] == [1, 2, pad, 3] and seen[0]["multi_modal_data"] == {"image": "img"}
     assert seen[1]["prompt_token_ids"] == [1, pad, pad]  # no image: left as is
-    assert llm.reset_prefix_cache() == "reset" and llm.kwargs == {"dtype": "float32", "model": "m"}
+    assert llm.reset_prefix_cache() == "reset" and llm.kwargs == {"dtype": "float32", "model": "m"}  # forwarded
 
 
 def test_ban_in_logits_matches_vllm_logit_bias(tmp_path):
@@ -169,3 +169,40 @@ def test_ban_in_logits_matches_vllm_logit_bias(tmp_path):
     assert model.get_output_embeddings().weight.grad is not None
     handle.remove()
     assert torch.allclose(model(input_ids=ids).logits, plain)
+
+
+def test_weight_sync_also_resets_vllm_encoder_cache(monkeypatch, caplog):
+    """TRL resets vLLM's prefix cache after each weight sync; rft's engine also resets the encoder
+    cache, where vLLM keeps image features keyed by the image alone (stale after an update)."""
+    import trl.generation.vllm_generation as generation
+
+    calls = []
+
+    class Engine:
+        def reset_encoder_cache(self):
+            calls.append("encoder")
+
+    class FakeLLM:
+        def __init__(self, **kwargs):
+            self.llm_engine = Engine()
+
+        def reset_prefix_cache(self):
+            calls.append("prefix")
+            return True
+
+    monkeypatch.setattr(generation, "LLM", FakeLLM, raising=False)
+    with colocated_engine_options({}, {9}):
+        llm = generation.LLM(model="m")
+    assert llm.reset_prefix_cache() is True and calls == ["prefix", "encoder"]
+    assert llm.reset_prefix_cache() and llm.encoder_cache_resets == 2
+
+    class OldLLM(FakeLLM):  # a vLLM without the method: warn once, keep going
+        def __init__(self, **kwargs):
+            self.llm_engine = object()
+
+    monkeypatch.setattr(generation, "LLM", OldLLM, raising=False)
+    with colocated_engine_options({}, {9}):
+        old = generation.LLM(model="m")
+    with caplog.at_level("WARNING"):
+        assert old.reset_prefix_cache() and old.reset_prefix_cache()
+    assert sum("reset_encoder_cache" in r.message for r in caplog.records) == 1

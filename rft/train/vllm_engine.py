@@ -13,16 +13,20 @@ has already expanded each image to its N ``<|image_pad|>`` tokens, together with
 0.25 expands again (one pad becomes N: 31 image tokens where the trainer has 16, measured), so
 every rollout is sampled from a different prompt than the one trained on. The colocated engine rft
 hands to TRL therefore collapses each run of image tokens to one before vLLM expands it
-(:func:`collapse_image_runs`).
+(:func:`collapse_image_runs`), and resets vLLM's encoder cache whenever TRL resets the prefix cache
+after a weight sync (image features are cached by image, not by weights).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from rft.recipe.schema import ModelSection
+
+log = logging.getLogger(__name__)
 
 # Families whose vLLM processors take Qwen2-VL's ``min_pixels`` / ``max_pixels`` keyword arguments.
 PIXEL_KWARG_FAMILIES = ("qwen2_vl", "qwen2_5_vl")
@@ -50,19 +54,42 @@ def collapse_image_runs(token_ids: list[int], image_token_ids: set[int]) -> list
     return [t for i, t in enumerate(token_ids) if t not in image_token_ids or i == 0 or token_ids[i - 1] != t]
 
 
-class CollapsingEngine:
-    """A ``vllm.LLM`` whose ``generate`` takes prompts with expanded image tokens (as TRL sends them)."""
+class ColocatedEngine:
+    """A ``vllm.LLM`` as TRL's colocate mode should drive it.
+
+    - ``generate`` takes prompts whose images are already expanded (as TRL sends them) and gives vLLM
+      one image token per image, which vLLM expands (:func:`collapse_image_runs`).
+    - ``reset_prefix_cache``, which TRL calls after every weight sync, also resets vLLM's encoder cache:
+      vLLM keeps image features keyed by the image alone, so without this an image seen again after
+      an update (the next epoch of a few-shot dataset) gets features from the old vision weights.
+    Everything else is the engine's own.
+    """
 
     def __init__(self, llm: Any, image_token_ids: set[int]):
         self.llm, self.image_token_ids = llm, image_token_ids
+        self.encoder_cache_resets = 0
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.llm, name)
 
     def generate(self, prompts: Any, *args: Any, **kwargs: Any) -> Any:
-        if isinstance(prompts, list):
+        if isinstance(prompts, list) and self.image_token_ids:
             prompts = [self._collapsed(p) for p in prompts]
         return self.llm.generate(prompts, *args, **kwargs)
+
+    def reset_prefix_cache(self, *args: Any, **kwargs: Any) -> Any:
+        result = self.llm.reset_prefix_cache(*args, **kwargs)
+        reset = next((getattr(owner, "reset_encoder_cache", None) for owner in (self.llm, getattr(self.llm, "llm_engine", None))
+                      if callable(getattr(owner, "reset_encoder_cache", None))), None)
+        if reset is None:
+            if not self.encoder_cache_resets:
+                log.warning("this vLLM has no reset_encoder_cache: after a weight update it may reuse image features "
+                            "computed with the old vision weights")
+            self.encoder_cache_resets = -1
+        else:
+            reset()
+            self.encoder_cache_resets += 1
+        return result
 
     def _collapsed(self, prompt: Any) -> Any:
         if isinstance(prompt, dict) and "prompt_token_ids" in prompt and prompt.get("multi_modal_data"):
@@ -74,7 +101,7 @@ class CollapsingEngine:
 def colocated_engine_options(options: dict[str, Any], image_token_ids: set[int] | None = None) -> Iterator[None]:
     """While active, the ``vllm.LLM`` that TRL's colocate mode builds also gets ``options``
     (TRL's own arguments win where both name one) and, given ``image_token_ids``, takes prompts
-    whose images are already expanded (:class:`CollapsingEngine`)."""
+    whose images are already expanded, and resets vLLM's encoder cache after weight syncs (:class:`ColocatedEngine`)."""
     import trl.generation.vllm_generation as generation
 
     original = getattr(generation, "LLM", None)
@@ -84,7 +111,7 @@ def colocated_engine_options(options: dict[str, Any], image_token_ids: set[int] 
 
     def build_engine(*args: Any, **kwargs: Any):
         llm = original(*args, **{**options, **kwargs})
-        return CollapsingEngine(llm, image_token_ids) if image_token_ids else llm
+        return ColocatedEngine(llm, image_token_ids or set())
 
     generation.LLM = build_engine
     try:

@@ -60,6 +60,8 @@ def main() -> None:
     p.add_argument("--model-dtype", default="float32", help="dtype of the trainer's model")
     p.add_argument("--no-ban", action="store_true", help="sample without rft's vision-token logit bias")
     p.add_argument("--trainer-without-ban", action="store_true", help="trainer log-probs without rft's logit hook")
+    p.add_argument("--keep-encoder-cache", action="store_true", help="after the weight push, reset only the "
+                   "prefix cache, as TRL does (vLLM then serves image features computed with the old weights)")
     p.add_argument("--expanded", action="store_true", help="send prompts with expanded image tokens as TRL does, "
                    "without rft's collapsing engine (the mismatch rft fixes)")
     p.add_argument("--perturb", default="", help="only change parameters whose name contains this "
@@ -75,7 +77,7 @@ def main() -> None:
     from rft.models.vision_tokens import vision_token_ids
     from rft.recipe.schema import ModelSection
     from rft.models.vision_tokens import ban_in_logits, placeholder_token_ids
-    from rft.train.vllm_engine import CollapsingEngine, engine_options
+    from rft.train.vllm_engine import ColocatedEngine, engine_options
 
     path = build_tiny_vlm("qwen2_5_vl", Path(args.work) / "tiny", hidden_size=128, num_heads=2, max_image_tokens=64)
     processor = AutoProcessor.from_pretrained(path)
@@ -86,7 +88,7 @@ def main() -> None:
     llm = LLM(model=str(path), gpu_memory_utilization=0.2, max_model_len=1024, enforce_eager=True, seed=0,
               distributed_executor_backend="external_launcher", logprobs_mode="processed_logprobs",
               max_num_batched_tokens=4096, **options)
-    engine = llm if args.expanded else CollapsingEngine(llm, placeholder_token_ids(processor))
+    engine = ColocatedEngine(llm, set() if args.expanded else placeholder_token_ids(processor))
 
     conversation = [[{"role": "user", "content": [{"type": "image", "image": image()}, {"type": "text", "text": "What shape is this?"}]}]]
     tokenized = processor.apply_chat_template(conversation=conversation, add_generation_prompt=True, tokenize=True,
@@ -127,7 +129,11 @@ def main() -> None:
     runner_model = llm.llm_engine.model_executor.driver_worker.model_runner.model
     for name, param in model.named_parameters():
         runner_model.load_weights([(name.replace("_checkpoint_wrapped_module.", ""), param.data)])
-    llm.reset_prefix_cache()
+    if args.keep_encoder_cache:
+        llm.reset_prefix_cache()  # what TRL 1.16 does after a sync: the encoder cache keeps the old image features
+    else:
+        engine.reset_prefix_cache()  # rft's engine: prefix and encoder cache
+    report["encoder_cache_resets"] = engine.encoder_cache_resets
     _, completions, vllm_logps = rollouts()
     report["perturbed"] = args.perturb or "all"
     report["after_sync"] = compare(vllm_logps, trainer_logps(model, processor, prompt_ids, multimodal, completions, temperature))
