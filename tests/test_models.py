@@ -107,10 +107,17 @@ def test_missing_model_is_a_clear_error(tmp_path):
         load_model(ModelSection(path=str(tmp_path / "nowhere")), tmp_path)
 
 
-def test_pixel_budget_reaches_the_processor(tiny_path, tmp_path):
-    loaded = load_model(ModelSection(path=str(tiny_path), min_pixels=28 * 28, max_pixels=56 * 56 * 4), tmp_path)
-    assert loaded.processor.image_processor.size == {"shortest_edge": 784, "longest_edge": 12544}
-    assert loaded.factor == 28
+@pytest.mark.parametrize("family", ["qwen2_vl", "qwen2_5_vl", "qwen3_vl"])
+def test_pixel_budget_reaches_the_processor(family, tmp_path):
+    from PIL import Image
+
+    path = build_tiny_vlm(family, tmp_path / family, max_image_tokens=1024)  # the checkpoint's budget is wider
+    loaded = load_model(ModelSection(path=str(path), min_pixels=6272, max_pixels=50176), tmp_path)
+    size = loaded.processor.image_processor.size
+    assert (size["shortest_edge"], size["longest_edge"]) == (6272, 50176)
+    grid = loaded.processor.image_processor(images=[Image.new("RGB", (640, 480))], return_tensors="pt")["image_grid_thw"]
+    pixels = grid.prod().item() * loaded.processor.image_processor.patch_size ** 2
+    assert 6272 <= pixels <= 50176  # a 640x480 image is shrunk to the recipe's budget, not the checkpoint's
 
 
 @pytest.mark.parametrize("family", ["qwen2_vl", "qwen2_5_vl", "qwen3_vl"])

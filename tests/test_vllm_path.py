@@ -206,3 +206,35 @@ def test_weight_sync_also_resets_vllm_encoder_cache(monkeypatch, caplog):
     with caplog.at_level("WARNING"):
         assert old.reset_prefix_cache() and old.reset_prefix_cache()
     assert sum("reset_encoder_cache" in r.message for r in caplog.records) == 1
+
+
+@pytest.mark.parametrize("family", ["qwen2_vl", "qwen2_5_vl", "qwen3_vl"])
+@pytest.mark.parametrize("size", [(640, 480), (97, 61), (1000, 90)])
+def test_vllm_sees_as_many_image_tokens_as_the_trainer(family, size, tmp_path):
+    """The trainer's processor carries the recipe's pixel budget; vLLM loads the checkpoint's processor
+    and calls it with rft's ``mm_processor_kwargs`` (Qwen2-VL/2.5-VL) on the image rft pre-resized to
+    the budget. Both must give the same image grid, hence the same number of image tokens."""
+    from PIL import Image
+    from transformers import AutoProcessor
+
+    from rft.data.images import resize_to_budget
+    from rft.models.load import set_pixel_budget
+    from rft.models.tiny import build_tiny_vlm
+
+    path = build_tiny_vlm(family, tmp_path / family, max_image_tokens=1024)  # the checkpoint's own budget is wider
+    section = ModelSection(path=str(path), min_pixels=6272, max_pixels=50176)
+    trainer = AutoProcessor.from_pretrained(path)
+    set_pixel_budget(trainer, section.min_pixels, section.max_pixels)
+    factor = trainer.image_processor.patch_size * trainer.image_processor.merge_size
+    image = resize_to_budget(Image.new("RGB", size, "gray"), section.min_pixels, section.max_pixels, factor)
+    vllm_side = AutoProcessor.from_pretrained(path).image_processor
+    kwargs = engine_options(section, family).get("mm_processor_kwargs", {})
+    seen_by_trainer = trainer.image_processor(images=[image], return_tensors="pt")["image_grid_thw"]
+    seen_by_vllm = vllm_side(images=[image], return_tensors="pt", **kwargs)["image_grid_thw"]
+    assert seen_by_trainer.tolist() == seen_by_vllm.tolist()
+    assert seen_by_trainer.prod().item() // 4 <= section.max_pixels // factor**2  # within the budget
+    if kwargs:  # with the processor kwargs even an image that was not pre-resized gets the trainer's grid
+        raw = Image.new("RGB", size, "gray")
+        assert (trainer.image_processor(images=[raw], return_tensors="pt")["image_grid_thw"].tolist()
+                == vllm_side(images=[raw], return_tensors="pt", **kwargs)["image_grid_thw"].tolist()
+                != vllm_side(images=[raw], return_tensors="pt")["image_grid_thw"].tolist() or size == (97, 61))

@@ -81,8 +81,11 @@ def check_report(report: WeightReport, path: str | Path, allow: bool) -> None:
 def set_pixel_budget(processor: ProcessorMixin, min_pixels: int, max_pixels: int) -> None:
     """Make the processor resize images within the recipe's pixel budget (Qwen-style processors)."""
     ip = getattr(processor, "image_processor", None)
-    if ip is not None and isinstance(getattr(ip, "size", None), dict) and "longest_edge" in ip.size:
+    size = getattr(ip, "size", None)
+    if isinstance(size, dict) and "longest_edge" in size:
         ip.size = {"shortest_edge": min_pixels, "longest_edge": max_pixels}
+    elif getattr(size, "longest_edge", None) is not None:  # transformers 5 keeps it as a SizeDict, not a dict
+        ip.size = type(size)(shortest_edge=min_pixels, longest_edge=max_pixels)
 
 
 def tiny_model_path(tiny: TinyModel, work_dir: Path) -> Path:
