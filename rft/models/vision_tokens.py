@@ -60,4 +60,7 @@ def ban_in_logits(model, token_ids: list[int]):
             logits[..., index] = logits[..., index] + BAN_BIAS
         return logits
 
-    return model.get_output_embeddings().register_forward_hook(add_bias)
+    head = model.get_output_embeddings()
+    if head is None:
+        raise ValueError(f"{type(model).__name__} has no output embeddings to ban vision tokens in")
+    return head.register_forward_hook(add_bias)
