@@ -365,11 +365,18 @@ def main() -> None:
     p.add_argument("--tiny", action="store_true", help="a tiny config of the same shape (checks the harness)")
     p.add_argument("--work", default="/tmp/rft_grpo_bench")
     p.add_argument("--out", default="bench/grpo_throughput.json")
+    p.add_argument("--merge", nargs="+", metavar="JSON", help="print one table from the JSON files of earlier runs "
+                   "(modes run one per command on a machine with a per-command time limit)")
     p.add_argument("--child", help=argparse.SUPPRESS)  # internal: run one mode in this process
     p.add_argument("--model-dir", help=argparse.SUPPRESS)
     p.add_argument("--images", help=argparse.SUPPRESS)
     args = p.parse_args()
     work = Path(args.work)
+    if args.merge:
+        reports = [json.loads(Path(f).read_text()) for f in args.merge]
+        results = {mode: r for report in reports for mode, r in report["results"].items()}
+        print_report(results, reports[0]["params"], reports[0]["bf16_peak_tflops"])
+        return
     if args.child:
         result = run_rft(args) if args.child == "C" else run_trl(args.child, args)
         if int(os.environ.get("RANK", "0")) == 0:
@@ -401,6 +408,10 @@ def main() -> None:
               "params": params, "bf16_peak_tflops": peak, "tiny": args.tiny, "settings": vars(args), "results": results}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=1))
+    print_report(results, params, peak)
+
+
+def print_report(results: dict[str, dict], params: int, peak: float | None) -> None:
     print(f"\nparameters {params / 1e9:.2f} B, measured bf16 peak {peak or 0:.0f} TFLOP/s\n")
     print(table(results, params, peak))
     for mode in ("A", "B"):
