@@ -3,6 +3,7 @@
 #   bash scripts/gpu/issue6_suite.sh a   # vLLM prompt/log-prob checks, colocate fp32, LoRA+vLLM, ZeRO-3+vLLM (checkpoint -> rft eval),
 #                                        # ZeRO-2; server mode with WITH_SERVER=1
 #   bash scripts/gpu/issue6_suite.sh b   # ZeRO-2 and ZeRO-3 without vLLM, ZeRO-2 with vLLM, bf16 colocate with sleep mode
+#   bash scripts/gpu/issue6_suite.sh c   # encoder-cache check (rft vs TRL's reset), LoRA with the vision tower, LoRA under ZeRO-3
 # Prerequisite: trl/vllm/deepspeed in /tmp/site (../shared/gpu/README.md). Small results under $OUT
 # (default outputs/gpu); run folders under /tmp/rft_gpu_runs. A part starts no new run after DEADLINE s (default 470).
 set -uo pipefail
@@ -61,6 +62,18 @@ b)
     --set rollout.backend=vllm --set rollout.vllm_mode=colocate
   time_left colocate_bf16_sleep && CUDA_VISIBLE_DEVICES=0 PORT=29513 LIMIT=120 bash $T colocate_bf16_sleep --set model.dtype=bfloat16 \
     --set rollout.backend=vllm --set rollout.vllm_mode=colocate --set rollout.enable_sleep_mode=true --set grpo.learning_rate=1e-4
+  ;;
+c)
+  CUDA_VISIBLE_DEVICES=0 check sync_rft 29501 --engine-dtype float32 --model-dtype float32 --perturb visual &
+  CUDA_VISIBLE_DEVICES=1 check sync_trl 29502 --engine-dtype float32 --model-dtype float32 --perturb visual --keep-encoder-cache &
+  wait
+  CUDA_VISIBLE_DEVICES=0 PORT=29514 LIMIT=150 bash $T lora_vision_vllm --set model.dtype=bfloat16 --set rollout.backend=vllm \
+    --set rollout.vllm_mode=colocate --set model.lora.enabled=true --set model.lora.include_vision=true --set grpo.learning_rate=1e-3 &
+  CUDA_VISIBLE_DEVICES=1 PORT=29515 LIMIT=150 bash $T colocate_two_epochs --set model.dtype=float32 --set rollout.backend=vllm \
+    --set rollout.vllm_mode=colocate --set 'data.datasets[0].num_samples=16' --set grpo.max_steps=8 &
+  wait
+  time_left zero3_lora_vllm && LIMIT=150 bash $T zero3_lora_vllm --gpus 2 --set model.dtype=bfloat16 --set distributed.zero_stage=3 \
+    --set rollout.backend=vllm --set rollout.vllm_mode=colocate --set model.lora.enabled=true
   ;;
 esac
 for f in "$OUT"/check_*.json "$OUT"/*/summary.json; do [ -f "$f" ] && cat "$f"; done
