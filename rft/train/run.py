@@ -62,10 +62,14 @@ def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def prepare_model(recipe: Recipe, loaded):
-    """Freeze parts or add LoRA as the recipe says; returns the model to train."""
+def prepare_model(recipe: Recipe, loaded, banned: list[int]):
+    """The model GRPO trains: parts frozen or LoRA added as the recipe says, ``banned`` tokens biased
+    out of its logits (as vLLM samples), and the recipe's ``speed`` options applied."""
+    from rft.models.image_features import share_image_features
     from rft.models.lora import apply_lora
     from rft.models.parts import freeze_parts
+    from rft.models.vision_attention import batch_vision_attention
+    from rft.models.vision_tokens import ban_in_logits
 
     model_section = recipe.model
     if model_section.lora.enabled:
@@ -74,6 +78,13 @@ def prepare_model(recipe: Recipe, loaded):
         frozen = [p for p in ("vision", "projector", "language") if getattr(model_section.freeze, p)]
         freeze_parts(loaded.model, frozen)
         model = loaded.model
+    ban_in_logits(model, banned)  # the trainer's log-probs are those of the policy rollouts sample from
+    # Under ZeRO-3 a rank whose images are all cached would skip the tower's parameter gathers that the
+    # other ranks wait in: the cache is for unsharded towers only.
+    cache_frozen = recipe.speed.cache_frozen_image_features and recipe.distributed.zero_stage != 3
+    share_image_features(model, recipe.speed.dedupe_images, cache_frozen)
+    if recipe.speed.batched_vision_attention:
+        batch_vision_attention(model)
     return model
 
 
@@ -88,10 +99,8 @@ def train(recipe: Recipe, resume: str | None = None):
     from rft.data.mixing import order_rows
     from rft.data.sources import training_rows, trl_rows_for
     from rft.eval.heldout import HeldOut, HeldOutCallback, format_scores
-    from rft.models.image_features import share_image_features
-    from rft.models.vision_attention import batch_vision_attention
     from rft.models.load import load_model
-    from rft.models.vision_tokens import ban_in_logits, placeholder_token_ids, vision_token_ids
+    from rft.models.vision_tokens import placeholder_token_ids, vision_token_ids
     from rft.train.checkpoints import CheckpointOnSignal, SkipNonFiniteSteps, latest_checkpoint, resolve_resume
     from rft.train.config import RFT_DEFAULTS, grpo_config
     from rft.train.reward_guard import FailureLog, guarded
@@ -154,14 +163,7 @@ def train(recipe: Recipe, resume: str | None = None):
     before = heldout(loaded.model) if heldout and resume is None else {}
     if before and state.is_main_process:
         print(f"held-out before GRPO: {format_scores(before)}", flush=True)
-    model = prepare_model(recipe, loaded)
-    ban_in_logits(model, banned)  # the trainer's log-probs are those of the policy rollouts sample from
-    # Under ZeRO-3 a rank whose images are all cached would skip the tower's parameter gathers that the
-    # other ranks wait in: the cache is for unsharded towers only.
-    cache_frozen = recipe.speed.cache_frozen_image_features and recipe.distributed.zero_stage != 3
-    share_image_features(model, recipe.speed.dedupe_images, cache_frozen)
-    if recipe.speed.batched_vision_attention:
-        batch_vision_attention(model)
+    model = prepare_model(recipe, loaded, banned)
     config = grpo_config(recipe, loaded.model.dtype, banned, reward_weights, plan.max_steps)
     nonfinite = SkipNonFiniteSteps(recipe.output.max_nonfinite_steps)
     callbacks = [RunLog(out, extra={"eval_before_grpo": before}), CheckpointOnSignal(), nonfinite]
