@@ -39,6 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 PROMPT = "Describe the objects in this image."
+VISION_TOKEN_IDS = (151652, 151653, 151654, 151655, 151656)  # <|vision_start|> ... <|video_pad|>
 PHASES = ("generation", "weight_sync", "logprob_passes", "rewards", "other_scoring", "forward_backward")
 
 
@@ -152,6 +153,10 @@ class PhaseTimer:
         self.step_starts: list[float] = []
         self.generated_tokens: list[int] = []
         self.train_tokens: list[int] = []
+        self.vision = {"seconds": 0.0, "images": 0}  # the trainer's vision tower, forward calls (recompute included)
+        self.vision_per_step: list[dict] = []
+        self.profile_step: int | None = None  # 1-based step run under torch.profiler (left out of the medians)
+        self.profile_table = ""
 
     @staticmethod
     def _sync():
@@ -193,6 +198,9 @@ class PhaseTimer:
         def training_step(trainer, model, inputs, num_items_in_batch=None):
             timer._sync()
             timer.step_starts.append(time.perf_counter())
+            timer.vision_per_step.append(dict(timer.vision))
+            if len(timer.step_starts) == timer.profile_step:
+                return timer._profiled(original_step, trainer, model, inputs, num_items_in_batch)
             with timer.phase("training_step"):
                 return original_step(trainer, model, inputs, num_items_in_batch)
 
@@ -213,11 +221,44 @@ class PhaseTimer:
         self.wrap(VLLMGeneration, "sync_weights", "weight_sync")
         self.wrap(GRPOTrainer, "_get_per_token_logps_and_entropies", "logprob_passes", when=lambda: not torch.is_grad_enabled())
         self.wrap(GRPOTrainer, "_calculate_rewards", "rewards")
+        self._count_vision()
+
+    def _count_vision(self) -> None:
+        """Time the trainer's vision tower (vLLM's has its own classes): seconds and images per step."""
+        from transformers.models.qwen2_5_vl import modeling_qwen2_5_vl as qwen
+
+        cls = qwen.Qwen2_5_VisionTransformerPretrainedModel
+        original, timer = cls.forward, self
+
+        @wraps(original)
+        def forward(module, hidden_states, grid_thw, *args, **kwargs):
+            timer._sync()
+            start = time.perf_counter()
+            out = original(module, hidden_states, grid_thw, *args, **kwargs)
+            timer._sync()
+            timer.vision["seconds"] += time.perf_counter() - start
+            timer.vision["images"] += int(grid_thw.shape[0])
+            return out
+
+        cls.forward = forward
+
+    def _profiled(self, step, *args):
+        """Run one step under torch.profiler; keep the table of the ops with the most device time."""
+        from torch.profiler import ProfilerActivity, profile
+
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+        with profile(activities=activities) as prof, self.phase("profiled_step"):
+            out = step(*args)
+        key = "self_cuda_time_total" if torch.cuda.is_available() else "self_cpu_time_total"
+        self.profile_table = prof.key_averages().table(sort_by=key, row_limit=45, max_name_column_width=70)
+        return out
 
     def report(self, skip_first: int = 1) -> dict:
-        """Per-step medians after the first ``skip_first`` steps."""
+        """Per-step medians after the first ``skip_first`` steps (a profiled last step left out)."""
         steps = [b - a for a, b in zip(self.step_starts, self.step_starts[1:])]
-        keep = slice(skip_first, None)
+        profiled = self.profile_step is not None and len(self.step_starts) >= self.profile_step
+        keep = slice(skip_first, -1 if profiled else None)
+        vision = [{k: b[k] - a[k] for k in a} for a, b in zip(self.vision_per_step, self.vision_per_step[1:])][skip_first:]
 
         def per_step(name):
             values = self.totals.get(name, [])[keep]
@@ -228,9 +269,13 @@ class PhaseTimer:
         logps, rewards = per_step("logprob_passes"), per_step("rewards")
         phases = {"generation": gen_sync - sync, "weight_sync": sync, "logprob_passes": logps, "rewards": rewards,
                   "other_scoring": max(0.0, scoring - gen_sync - logps - rewards), "forward_backward": step - scoring}
-        return {"s_per_step": statistics.median(steps[keep]) if steps[keep] else None, "step_times": steps,
+        steps_kept = steps[skip_first:]
+        return {"s_per_step": statistics.median(steps_kept) if steps_kept else None, "step_times": steps,
                 "phases": phases, "generated_tokens": statistics.median(self.generated_tokens[keep] or [0]),
-                "train_tokens": statistics.median(self.train_tokens[keep] or [0])}
+                "train_tokens": statistics.median(self.train_tokens[keep] or [0]),
+                "vision_tower_s": statistics.median([v["seconds"] for v in vision] or [0]),
+                "vision_tower_images": statistics.median([v["images"] for v in vision] or [0]),
+                "profile_table": self.profile_table}
 
 
 class PeakMemory:
@@ -258,6 +303,11 @@ class PeakMemory:
 # --------------------------------------------------------------------------- one mode, in its own process
 
 
+def total_steps(args) -> int:
+    """The measured steps, and one more when it is profiled."""
+    return args.steps + int(args.profile)
+
+
 def trl_dataset(images: list[str]):
     from datasets import Dataset, Image
 
@@ -281,14 +331,19 @@ def run_trl(mode: str, args) -> dict:
     processor = AutoProcessor.from_pretrained(args.model_dir)
     config = GRPOConfig(
         output_dir=str(Path(args.work) / f"trl_{mode}"), per_device_train_batch_size=args.prompts * args.generations,
-        num_generations=args.generations, max_completion_length=args.new_tokens, max_steps=args.steps,
+        num_generations=args.generations, max_completion_length=args.new_tokens, max_steps=total_steps(args),
         learning_rate=1e-6, beta=0.0, bf16=cuda, use_cpu=not cuda, gradient_checkpointing=cuda, logging_steps=1,
         report_to=[], save_strategy="no", shuffle_dataset=False, remove_unused_columns=False, seed=0,
         use_vllm=mode == "B", vllm_mode="colocate", vllm_gpu_memory_utilization=args.vllm_memory,
         vllm_max_model_length=args.max_model_length,
+        # A random policy samples vision special tokens (5 in 151,936: about one per step of 16,384 tokens) and
+        # TRL's training forward then fails ("Image features and image tokens do not match"). TRL's transformers
+        # path bans <|image_pad|> itself; its vLLM path needs the ban given (rft gives the same one).
+        generation_kwargs={"logit_bias": {i: -100.0 for i in VISION_TOKEN_IDS}} if mode == "B" else None,
     )
     timer = PhaseTimer()
     timer.install()
+    timer.profile_step = total_steps(args) if args.profile else None
     images = json.loads(Path(args.images).read_text())
     with PeakMemory() as memory:
         trainer = GRPOTrainer(model=model, reward_funcs=length_reward, args=config, train_dataset=trl_dataset(images),
@@ -314,13 +369,14 @@ def run_rft(args) -> dict:
                  "templates": {"classification": PROMPT}},
         "rewards": [{"name": "classification_accuracy"}],
         "grpo": {"per_device_train_batch_size": args.prompts * args.generations, "num_generations": args.generations,
-                 "max_completion_length": args.new_tokens, "max_steps": args.steps, "beta": 0.0},
+                 "max_completion_length": args.new_tokens, "max_steps": total_steps(args), "beta": 0.0},
         "rollout": {"backend": "vllm" if cuda else "transformers", "vllm_mode": "colocate",
                     "gpu_memory_utilization": args.vllm_memory, "max_model_length": args.max_model_length},
         "output": {"dir": str(Path(args.work) / "rft_C"), "report_to": []},
     })
     timer = PhaseTimer()
     timer.install()
+    timer.profile_step = total_steps(args) if args.profile else None
     with PeakMemory() as memory:
         train(recipe)
     return {**timer.report(), "peak_gpu_gib": memory.peak / 2**30}
@@ -337,7 +393,7 @@ def mfu(result: dict, params: int, peak_tflops: float | None) -> float | None:
 
 
 def table(results: dict[str, dict], params: int, peak: float | None) -> str:
-    head = ["mode", "s/step", "gen tok/s", "MFU", "peak GiB", *PHASES]
+    head = ["mode", "s/step", "gen tok/s", "MFU", "peak GiB", *PHASES, "vision tower s (images)"]
     lines = [" | ".join(head), " | ".join("---" for _ in head)]
     for mode, r in results.items():
         if "error" in r:
@@ -347,7 +403,8 @@ def table(results: dict[str, dict], params: int, peak: float | None) -> str:
         m = mfu(r, params, peak)
         cells = [mode, f"{s:.2f}" if s else "-", f"{r['generated_tokens'] / s:.0f}" if s else "-",
                  f"{m:.1%}" if m is not None else "-", f"{r['peak_gpu_gib']:.1f}",
-                 *(f"{r['phases'][p]:.2f}" for p in PHASES)]
+                 *(f"{r['phases'][p]:.2f}" for p in PHASES),
+                 f"{r.get('vision_tower_s', 0):.2f} ({r.get('vision_tower_images', 0):.0f})"]
         lines.append(" | ".join(cells))
     return "\n".join(lines)
 
@@ -361,7 +418,11 @@ def main() -> None:
     p.add_argument("--new-tokens", type=int, default=256)
     p.add_argument("--max-pixels", type=int, default=401_408)
     p.add_argument("--vllm-memory", type=float, default=0.35)
-    p.add_argument("--max-model-length", type=int, default=1024)
+    # 2048: TRL 1.16 + vLLM 0.25 expand each image twice in (B)'s prompts (391 + 390 image tokens, docs/gpu.md);
+    # at 1024 vLLM would cut (B)'s completions short of 256 tokens
+    p.add_argument("--max-model-length", type=int, default=2048)
+    p.add_argument("--profile", action="store_true",
+                   help="run one more step under torch.profiler (left out of the medians); its table goes to the JSON")
     p.add_argument("--tiny", action="store_true", help="a tiny config of the same shape (checks the harness)")
     p.add_argument("--work", default="/tmp/rft_grpo_bench")
     p.add_argument("--out", default="bench/grpo_throughput.json")
@@ -375,16 +436,20 @@ def main() -> None:
     if args.merge:
         reports = [json.loads(Path(f).read_text()) for f in args.merge]
         results = {mode: r for report in reports for mode, r in report["results"].items()}
-        print_report(results, reports[0]["params"], reports[0]["bf16_peak_tflops"])
+        # one MFU denominator for all modes: the highest bf16 peak measured among the runs (the measurement
+        # varies by a few percent from one process to the next; the highest gives the most conservative MFU)
+        print_report(results, reports[0]["params"], max(r["bf16_peak_tflops"] or 0 for r in reports) or None)
         return
     if args.child:
         result = run_rft(args) if args.child == "C" else run_trl(args.child, args)
         if int(os.environ.get("RANK", "0")) == 0:
             (work / f"result_{args.child}.json").write_text(json.dumps(result))
+            if result.get("profile_table"):
+                print(result["profile_table"], flush=True)
         return
     work.mkdir(parents=True, exist_ok=True)
     model_dir = build_model_dir(work / ("model_tiny" if args.tiny else "model_3b"), args.tiny, args.max_pixels)
-    n_images = args.prompts * (args.steps + 1)
+    n_images = args.prompts * (total_steps(args) + 1)
     images = work / "images.json"
     images.write_text(json.dumps(build_images(work / "images", n_images, (640, 480))))
     from transformers import AutoConfig, AutoModelForImageTextToText
@@ -399,10 +464,11 @@ def main() -> None:
                __file__, "--child", mode, "--model-dir", str(model_dir), "--images", str(images), "--work", str(work),
                *sys.argv[1:]]
         print(f"== ({mode})", " ".join(cmd[6:9]), flush=True)
-        done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-        (work / f"log_{mode}.txt").write_text(done.stdout + done.stderr)
+        log_file = work / f"log_{mode}.txt"
+        with log_file.open("w") as log:  # streamed: a run stopped by a time limit still leaves its log
+            subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, text=True)
         result_file = work / f"result_{mode}.json"
-        results[mode] = json.loads(result_file.read_text()) if result_file.is_file() else {"error": (done.stderr or done.stdout)[-2000:]}
+        results[mode] = json.loads(result_file.read_text()) if result_file.is_file() else {"error": log_file.read_text()[-2000:]}
         print(table({mode: results[mode]}, params, peak).splitlines()[-1], flush=True)
     report = {"date": time.strftime("%Y-%m-%d"), "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
               "params": params, "bf16_peak_tflops": peak, "tiny": args.tiny, "settings": vars(args), "results": results}
