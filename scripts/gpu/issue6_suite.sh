@@ -4,6 +4,7 @@
 #                                        # ZeRO-2; server mode with WITH_SERVER=1
 #   bash scripts/gpu/issue6_suite.sh b   # ZeRO-2 and ZeRO-3 without vLLM, ZeRO-2 with vLLM, bf16 colocate with sleep mode
 #   bash scripts/gpu/issue6_suite.sh c   # encoder-cache check (rft vs TRL's reset), LoRA with the vision tower, LoRA under ZeRO-3
+#   bash scripts/gpu/issue6_suite.sh d   # one GPU: LoRA with the vision tower, a colocate run over four epochs (part c's one-GPU runs)
 # Prerequisite: trl/vllm/deepspeed in /tmp/site (../shared/gpu/README.md). Small results under $OUT
 # (default outputs/gpu); run folders under /tmp/rft_gpu_runs. A part starts no new run after DEADLINE s (default 470).
 set -uo pipefail
@@ -75,5 +76,12 @@ c)
   time_left zero3_lora_vllm && LIMIT=150 bash $T zero3_lora_vllm --gpus 2 --set model.dtype=bfloat16 --set distributed.zero_stage=3 \
     --set rollout.backend=vllm --set rollout.vllm_mode=colocate --set model.lora.enabled=true
   ;;
+d)
+  PORT=29514 LIMIT=150 bash $T lora_vision_vllm --set model.dtype=bfloat16 --set rollout.backend=vllm \
+    --set rollout.vllm_mode=colocate --set model.lora.enabled=true --set model.lora.include_vision=true --set grpo.learning_rate=1e-3
+  time_left colocate_two_epochs && PORT=29515 LIMIT=150 bash $T colocate_two_epochs --set model.dtype=float32 \
+    --set rollout.backend=vllm --set rollout.vllm_mode=colocate --set 'data.datasets[0].num_samples=16' --set grpo.max_steps=8
+  ;;
+*) sed -n '2,9p' "$0"; exit 2 ;;
 esac
 for f in "$OUT"/check_*.json "$OUT"/*/summary.json; do [ -f "$f" ] && cat "$f"; done
