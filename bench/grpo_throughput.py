@@ -428,6 +428,7 @@ def main() -> None:
     p.add_argument("--out", default="bench/grpo_throughput.json")
     p.add_argument("--merge", nargs="+", metavar="JSON", help="print one table from the JSON files of earlier runs "
                    "(modes run one per command on a machine with a per-command time limit)")
+    p.add_argument("--plot", metavar="PNG", help="also draw each mode's step as a bar split by phase")
     p.add_argument("--child", help=argparse.SUPPRESS)  # internal: run one mode in this process
     p.add_argument("--model-dir", help=argparse.SUPPRESS)
     p.add_argument("--images", help=argparse.SUPPRESS)
@@ -439,6 +440,8 @@ def main() -> None:
         # one MFU denominator for all modes: the highest bf16 peak measured among the runs (the measurement
         # varies by a few percent from one process to the next; the highest gives the most conservative MFU)
         print_report(results, reports[0]["params"], max(r["bf16_peak_tflops"] or 0 for r in reports) or None)
+        if args.plot:
+            print("phase split:", plot_phases(results, Path(args.plot)))
         return
     if args.child:
         result = run_rft(args) if args.child == "C" else run_trl(args.child, args)
@@ -475,6 +478,38 @@ def main() -> None:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=1))
     print_report(results, params, peak)
+    if args.plot:
+        print("phase split:", plot_phases(results, Path(args.plot)))
+
+
+def plot_phases(results: dict[str, dict], path: Path) -> Path | None:
+    """Seconds per step of each mode as a bar stacked by phase (the table's split), written to ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    done = {m: r for m, r in results.items() if r.get("s_per_step")}
+    if not done:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 1.6 + 0.5 * len(done)), dpi=110)
+    modes = list(done)[::-1]  # (A) on top
+    left = [0.0] * len(modes)
+    for phase in PHASES:
+        widths = [done[m]["phases"][phase] for m in modes]
+        ax.barh(modes, widths, left=left, label=phase.replace("_", " "))
+        left = [a + b for a, b in zip(left, widths)]
+    rest = [done[m]["s_per_step"] - total for m, total in zip(modes, left)]  # optimizer step, logging, waits
+    ax.barh(modes, [max(0.0, r) for r in rest], left=left, color="lightgrey", label="rest of the step")
+    for i, m in enumerate(modes):
+        ax.text(done[m]["s_per_step"], i, f"  {done[m]['s_per_step']:.1f} s", va="center")
+    ax.set_xlabel("seconds per GRPO step (median)")
+    ax.set_xlim(0, max(r["s_per_step"] for r in done.values()) * 1.15)
+    ax.legend(fontsize=7, ncols=4, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
 
 
 def print_report(results: dict[str, dict], params: int, peak: float | None) -> None:
