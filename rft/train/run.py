@@ -173,6 +173,7 @@ def train(recipe: Recipe, resume: str | None = None):
             model=model, reward_funcs=reward_funcs, args=config, train_dataset=dataset,
             processing_class=loaded.processor, callbacks=callbacks,
             part_learning_rates=recipe.model.learning_rates.model_dump(),
+            reuse_training_logps=recipe.speed.reuse_training_logprobs,
         )
     if heldout and recipe.eval.every_steps:
         trainer.add_callback(HeldOutCallback(heldout, recipe.eval.every_steps, trainer._log_metric))

@@ -1,22 +1,34 @@
-"""rft's GRPOTrainer: TRL's, with optimizer parameter groups per model part.
+"""rft's GRPOTrainer: TRL's, with optimizer parameter groups per model part and, when the batch is
+on-policy, no extra log-prob pass for vLLM's importance-sampling correction.
 
-Only ``create_optimizer`` (the Trainer hook meant for this) is overridden; TRL's generation,
-loss and logging are untouched.
+TRL's generation, loss and logging are TRL's; what is overridden: ``create_optimizer`` (the Trainer
+hook meant for it), and around ``_generate_and_score_completions`` / ``_compute_loss`` the place
+where the importance-sampling ratio is computed (:mod:`rft.train.onpolicy_logps`).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+import torch
 from trl import GRPOTrainer
+from trl.trainer.utils import nanmax, nanmin
 
 from rft.models.parts import parameter_groups
+from rft.train.onpolicy_logps import on_policy, ratio_metrics, vllm_importance_ratio
 
 
 class RftGRPOTrainer(GRPOTrainer):
     """``GRPOTrainer`` whose optimizer gives the vision tower, projector and language model their own
-    learning rates (``part_learning_rates``; None means ``args.learning_rate``)."""
+    learning rates (``part_learning_rates``; None means ``args.learning_rate``), and which, given
+    ``reuse_training_logps``, takes vLLM's importance-sampling ratio from the training forward's
+    log-probs when they equal the extra pass's (on-policy batches)."""
 
-    def __init__(self, *args, part_learning_rates: dict[str, float | None] | None = None, **kwargs):
+    def __init__(self, *args, part_learning_rates: dict[str, float | None] | None = None,
+                 reuse_training_logps: bool = False, **kwargs):
         self.part_learning_rates = part_learning_rates or {}
+        self.reuse_training_logps = reuse_training_logps
+        self._ratio_inputs: dict[str, Any] | None = None  # the batch whose ratio the next log-prob call gives
         super().__init__(*args, **kwargs)
 
     def create_optimizer(self, model=None):
@@ -27,3 +39,58 @@ class RftGRPOTrainer(GRPOTrainer):
             optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
             self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
         return self.optimizer
+
+    # ------------------------------------------------------------------ the ratio from the training forward
+
+    @property
+    def ratio_from_training_forward(self) -> bool:
+        """Whether this run skips TRL's extra log-prob pass (vLLM, IS correction on, on-policy batches)."""
+        return (self.reuse_training_logps and self.use_vllm and self.vllm_importance_sampling_correction
+                and on_policy(self.args.gradient_accumulation_steps, self.args.steps_per_generation, self.num_iterations))
+
+    def _generate_and_score_completions(self, inputs):
+        if not self.ratio_from_training_forward:
+            return super()._generate_and_score_completions(inputs)
+        # With the correction off, TRL skips the pass, the ratio and its metrics, and keeps vLLM's
+        # log-probs (``sampling_per_token_logps``); the ratio is made in the loss instead.
+        self.vllm_importance_sampling_correction = False
+        try:
+            return super()._generate_and_score_completions(inputs)
+        finally:
+            self.vllm_importance_sampling_correction = True
+
+    def _compute_loss(self, model, inputs):
+        if self.ratio_from_training_forward and "importance_sampling_ratio" not in inputs:
+            self._ratio_inputs = inputs  # filled in by the policy's log-prob call inside TRL's loss
+        try:
+            return super()._compute_loss(model, inputs)
+        finally:
+            self._ratio_inputs = None
+
+    def _get_per_token_logps_and_entropies(self, *args, **kwargs):
+        out = super()._get_per_token_logps_and_entropies(*args, **kwargs)
+        inputs, self._ratio_inputs = self._ratio_inputs, None
+        if inputs is not None:  # TRL's loss: the first call is the policy's; its log-probs are the "old" ones
+            inputs["importance_sampling_ratio"] = self._importance_ratio(out[0].detach(), inputs)
+        return out
+
+    def _importance_ratio(self, old: torch.Tensor, inputs: dict[str, Any]) -> torch.Tensor:
+        """TRL's ratio and ``sampling/*`` metrics, from ``old`` = the training forward's log-probs."""
+        mask = inputs["completion_mask"] if "tool_mask" not in inputs else inputs["completion_mask"] * inputs["tool_mask"]
+        sampling = inputs["sampling_per_token_logps"]
+        mode = self.vllm_importance_sampling_mode
+        ratio = vllm_importance_ratio(old, sampling, mask, mode, self.vllm_importance_sampling_clip_min,
+                                      self.vllm_importance_sampling_clip_max)
+        values = ratio_metrics(old, sampling, mask, ratio, sequence_level=mode.startswith("sequence"))
+        gather = self.accelerator.gather
+        reduced = {
+            "sampling_logp_difference/mean": gather(values["sampling_logp_difference/mean"]).mean(),
+            "sampling_logp_difference/max": gather(values["sampling_logp_difference/max"]).max(),
+            "importance_sampling_ratio/min": nanmin(gather(values["importance_sampling_ratio/min"])),
+            "importance_sampling_ratio/mean": gather(values["importance_sampling_ratio/mean"]).nanmean(),
+            "importance_sampling_ratio/max": nanmax(gather(values["importance_sampling_ratio/max"])),
+        }
+        split = "train" if self.model.training else "eval"
+        for name, value in reduced.items():
+            self._metrics[split][f"sampling/{name}"].append(value.item())
+        return ratio
