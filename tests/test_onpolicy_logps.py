@@ -82,10 +82,15 @@ class StandInEngine:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mode", ["token_truncate", "sequence_mask"])
-def test_ratio_from_the_training_forward_gives_trls_losses_and_weights(mode, tmp_path, monkeypatch):
+@pytest.mark.parametrize(("mode", "accumulation", "iterations"), [
+    ("token_truncate", 1, 1), ("sequence_mask", 1, 1),
+    ("token_truncate", 2, 1),  # on-policy with gradient accumulation: one generation per optimizer step
+    ("token_truncate", 1, 2),  # two iterations per generation: off-policy, TRL's pass stays
+])
+def test_ratio_from_the_training_forward_gives_trls_losses_and_weights(mode, accumulation, iterations, tmp_path, monkeypatch):
     """Two GRPO steps through TRL's vLLM path (stand-in engine), with TRL's extra log-prob pass and
-    with the ratio taken from the training forward: equal losses, ratio metrics and weights; no pass."""
+    with the ratio taken from the training forward: equal losses and weights, the same ratio metrics
+    (without accumulation: with it they are averaged over micro-batches), no pass where on-policy."""
     original_init = RftGRPOTrainer.__init__
     passes = []
 
@@ -113,7 +118,8 @@ def test_ratio_from_the_training_forward_gives_trls_losses_and_weights(mode, tmp
             "data": {"datasets": [{"name": "cls", "kind": "synthetic_shapes", "task": "classification", "num_samples": 8}]},
             "rewards": [{"name": "test_onpolicy_length"}],
             "grpo": {"per_device_train_batch_size": 8, "num_generations": 4, "max_completion_length": 8, "max_steps": 2,
-                     "learning_rate": 1e-2, "beta": 0.0},
+                     "learning_rate": 1e-2, "beta": 0.0, "gradient_accumulation_steps": accumulation,
+                     "num_iterations": iterations},
             "speed": {"reuse_training_logprobs": reuse},
             "output": {"dir": str(tmp_path / str(reuse)), "report_to": []},
         })
@@ -124,16 +130,21 @@ def test_ratio_from_the_training_forward_gives_trls_losses_and_weights(mode, tmp
 
     with_pass, weights_pass, passes_trl, syncs = run(False)
     reused, weights_reused, passes_rft, _ = run(True)
-    assert passes_trl.count(False) == 2 and passes_rft.count(False) == 0  # TRL's no-grad pass, once per step
-    assert passes_trl.count(True) == passes_rft.count(True) == 2 and syncs == 2
-    assert len(with_pass) == len(reused) == 2
+    generations = 2 if iterations == 1 else 1  # generation batches in two optimizer steps
+    assert passes_trl.count(False) == generations  # TRL's no-grad pass, once per generation batch
+    assert passes_rft.count(False) == (0 if iterations == 1 else generations)
+    assert passes_trl.count(True) == passes_rft.count(True) == 2 * accumulation and syncs >= 1
+    assert len(with_pass) == len(reused) == generations  # rewards are logged on the steps that generate
     for a, b in zip(with_pass, reused):
         assert a["reward"] == pytest.approx(b["reward"], abs=1e-7)  # the same rollouts
         assert a["loss"] != 0.0
         assert a["loss"] == pytest.approx(b["loss"], abs=1e-5)
         for key in ("importance_sampling_ratio/min", "importance_sampling_ratio/mean", "importance_sampling_ratio/max",
                     "sampling_logp_difference/mean", "sampling_logp_difference/max"):
-            assert a[f"sampling/{key}"] == pytest.approx(b[f"sampling/{key}"], rel=1e-4, abs=1e-6), key
+            if accumulation == 1:
+                assert a[f"sampling/{key}"] == pytest.approx(b[f"sampling/{key}"], rel=1e-4, abs=1e-6), key
+            else:
+                assert b[f"sampling/{key}"] > 0, key
     assert with_pass[0]["sampling/importance_sampling_ratio/mean"] not in (0.0, 1.0)  # the correction did something
     moved = max((weights_pass[n] - p).abs().max().item() for n, p in weights_reused.items())
     assert moved < 1e-5

@@ -9,6 +9,9 @@ training forward, so those log-probs are the training forward's own, detached; T
 that (``per_token_logps.detach()``) as ``old_per_token_logps`` when it skips the pass. rft then skips
 it and computes the ratio from the training forward instead (measured on a 3B VLM: the pass was
 0.72 s of a 6.2 s step, docs/performance.md). Recipe switch: ``speed.reuse_training_logprobs``.
+Losses and updates are TRL's; the ``sampling/*`` metrics are TRL's too without gradient
+accumulation, and with it the average of their per-micro-batch values (TRL logs them once per
+generation batch, before any micro-batch's forward has run).
 
 :func:`vllm_importance_ratio` and :func:`ratio_metrics` are TRL's formulas (``_generate_and_score_completions``).
 """
