@@ -134,3 +134,23 @@ def test_nonfinite_loss_is_skipped_then_stops_with_a_checkpoint(tmp_path, monkey
     assert "checkpoint-4" in str(err.value)
     weights = load_file(tmp_path / "o" / "checkpoint-4" / "model.safetensors")
     assert all(bool(v.isfinite().all()) for v in weights.values())  # skipped steps never touched the weights
+
+
+@pytest.mark.parametrize("bad", [float("inf"), float("-inf"), float("nan"), None])
+def test_one_nonfinite_gradient_entry_skips_the_step(bad):
+    import torch
+    from transformers import TrainerControl, TrainerState
+
+    from rft.train.checkpoints import SkipNonFiniteSteps
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 2))
+    model(torch.randn(5, 4)).sum().backward()
+    if bad is not None:
+        model[1].weight.grad[1, 2] = bad
+    callback = SkipNonFiniteSteps(max_skips=3, print_fn=lambda *a, **k: None)
+    callback.on_pre_optimizer_step(None, TrainerState(), TrainerControl(), model=model)
+    grads = [p.grad for p in model.parameters()]
+    if bad is None:
+        assert callback.skipped == [] and all(g is not None for g in grads)
+    else:
+        assert callback.skipped == [1] and all(g is None for g in grads)

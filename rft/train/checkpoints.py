@@ -6,6 +6,7 @@ import re
 import signal
 from pathlib import Path
 
+import torch
 from transformers import TrainerCallback
 
 from rft.errors import RecipeError
@@ -66,7 +67,9 @@ class SkipNonFiniteSteps(TrainerCallback):
 
     def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
         params = [p for p in model.parameters() if p.grad is not None]
-        if all(bool(p.grad.isfinite().all()) for p in params):
+        # The norm of all gradients is finite exactly when every entry is: one fused pass and one
+        # device sync (a check per tensor synchronised once per parameter, ~800 times a step on a 3B VLM).
+        if not params or torch.isfinite(torch.nn.utils.get_total_norm([p.grad for p in params])):
             return
         for p in params:
             p.grad = None  # the optimizer leaves parameters without gradients untouched
