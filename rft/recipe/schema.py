@@ -231,6 +231,9 @@ class SpeedSection(Section):
     (not under ZeRO-3, where every rank must run the tower's sharded parameters in step)."""
     batched_vision_attention: bool = True
     """Qwen-VL vision attention: one SDPA call per window length, not one per window (rft.models.vision_attention)."""
+    cache_decoded_images: bool = True
+    """Decode each distinct image file once (GRPO fetches every prompt once per generation), keeping
+    up to 1 GiB of decoded pixels across steps (rft.data.image_cache)."""
     reuse_training_logprobs: bool = True
     """vLLM runs: on on-policy batches, take TRL's importance-sampling ratio from the training forward's
     log-probs instead of an extra no-grad pass that computes the same values (rft.train.onpolicy_logps)."""

@@ -138,7 +138,7 @@ def train(recipe: Recipe, resume: str | None = None):
     check_modalities(rows, recipe.distributed.zero_stage)
     plan = plan_batches({**RFT_DEFAULTS, **recipe.grpo}, world_size(), sum(len(r) for r in rows.values()))
     ordered = order_rows(rows, recipe.data, plan.prompts_per_batch, plan.n_batches, recipe.seed)
-    dataset = to_dataset(ordered)
+    dataset = to_dataset(ordered, recipe.speed.cache_decoded_images)
     log.info("training on %d prompts in %d batches of %d, %d steps", len(ordered), plan.n_batches,
              plan.prompts_per_batch, plan.max_steps)
     if recipe.warmup.steps and resume is None:  # a resumed run's weights come from the checkpoint
