@@ -53,10 +53,13 @@ def ban_in_logits(model, token_ids: list[int]):
     import torch
 
     ids = torch.tensor(sorted(set(token_ids)), dtype=torch.long)
+    on_device: dict[torch.device, torch.Tensor] = {}  # a copy per device: a host-to-device copy per forward would sync
 
     def add_bias(module, inputs, logits):
         if ids.numel() and isinstance(logits, torch.Tensor):
-            index = ids.to(logits.device)
+            index = on_device.get(logits.device)
+            if index is None:
+                index = on_device[logits.device] = ids.to(logits.device)
             logits[..., index] = logits[..., index] + BAN_BIAS
         return logits
 
