@@ -303,6 +303,17 @@ class PeakMemory:
 # --------------------------------------------------------------------------- one mode, in its own process
 
 
+def speed_options(pairs: list[str]) -> dict[str, bool]:
+    """``--speed dedupe_images=false ...`` as the recipe's ``speed:`` section (the rest at their defaults)."""
+    options = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        if value.lower() not in ("true", "false"):
+            raise SystemExit(f"--speed {pair!r}: expected NAME=true or NAME=false")
+        options[key] = value.lower() == "true"
+    return options
+
+
 def total_steps(args) -> int:
     """The measured steps, and one more when it is profiled."""
     return args.steps + int(args.profile)
@@ -373,6 +384,7 @@ def run_rft(args) -> dict:
         "rollout": {"backend": "vllm" if cuda else "transformers", "vllm_mode": "colocate",
                     "gpu_memory_utilization": args.vllm_memory, "max_model_length": args.max_model_length},
         "output": {"dir": str(Path(args.work) / "rft_C"), "report_to": []},
+        "speed": speed_options(args.speed),
     })
     timer = PhaseTimer()
     timer.install()
@@ -428,12 +440,17 @@ def main() -> None:
     p.add_argument("--out", default="bench/grpo_throughput.json")
     p.add_argument("--merge", nargs="+", metavar="JSON", help="print one table from the JSON files of earlier runs "
                    "(modes run one per command on a machine with a per-command time limit)")
+    p.add_argument("--speed", nargs="*", default=[], metavar="NAME=BOOL",
+                   help="(C): switch rft's speed options (recipe section speed:), e.g. reuse_training_logprobs=false")
+    p.add_argument("--label", help="the row name of a single mode's result (default: its letter), e.g. 'C no reuse'")
     p.add_argument("--plot", metavar="PNG", help="also draw each mode's step as a bar split by phase")
     p.add_argument("--child", help=argparse.SUPPRESS)  # internal: run one mode in this process
     p.add_argument("--model-dir", help=argparse.SUPPRESS)
     p.add_argument("--images", help=argparse.SUPPRESS)
     args = p.parse_args()
     work = Path(args.work)
+    if args.label and "," in args.modes:
+        raise SystemExit("--label names the result of one mode: give --modes one letter")
     if args.merge:
         reports = [json.loads(Path(f).read_text()) for f in args.merge]
         results = {mode: r for report in reports for mode, r in report["results"].items()}
@@ -471,8 +488,9 @@ def main() -> None:
         with log_file.open("w") as log:  # streamed: a run stopped by a time limit still leaves its log
             subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, text=True)
         result_file = work / f"result_{mode}.json"
-        results[mode] = json.loads(result_file.read_text()) if result_file.is_file() else {"error": log_file.read_text()[-2000:]}
-        print(table({mode: results[mode]}, params, peak).splitlines()[-1], flush=True)
+        name = args.label or mode
+        results[name] = json.loads(result_file.read_text()) if result_file.is_file() else {"error": log_file.read_text()[-2000:]}
+        print(table({name: results[name]}, params, peak).splitlines()[-1], flush=True)
     report = {"date": time.strftime("%Y-%m-%d"), "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
               "params": params, "bf16_peak_tflops": peak, "tiny": args.tiny, "settings": vars(args), "results": results}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
