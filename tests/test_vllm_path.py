@@ -238,3 +238,35 @@ def test_vllm_sees_as_many_image_tokens_as_the_trainer(family, size, tmp_path):
         assert (trainer.image_processor(images=[raw], return_tensors="pt")["image_grid_thw"].tolist()
                 == vllm_side(images=[raw], return_tensors="pt", **kwargs)["image_grid_thw"].tolist()
                 != vllm_side(images=[raw], return_tensors="pt")["image_grid_thw"].tolist() or size == (97, 61))
+
+
+def test_server_client_also_resets_the_encoder_cache(caplog):
+    from types import SimpleNamespace
+
+    from rft.train.vllm_engine import reset_encoder_cache_on_server
+
+    posted = []
+
+    class Session:
+        def __init__(self, status):
+            self.status = status
+
+        def post(self, url):
+            posted.append(url)
+            return SimpleNamespace(status_code=self.status, text="")
+
+    def client(status):
+        c = SimpleNamespace(base_url="http://h:8000", session=Session(status))
+        c.reset_prefix_cache = lambda: c.session.post(f"{c.base_url}/reset_prefix_cache")
+        reset_encoder_cache_on_server(c)
+        return c
+
+    ok = client(200)
+    ok.reset_prefix_cache()
+    assert posted == ["http://h:8000/reset_prefix_cache", "http://h:8000/reset_encoder_cache"]
+    old_server = client(404)  # a vLLM without the endpoint: reported once, training goes on
+    with caplog.at_level("WARNING"):
+        old_server.reset_prefix_cache()
+        old_server.reset_prefix_cache()
+    assert [r.message for r in caplog.records].count(caplog.records[0].message) == 1
+    assert "HTTP 404" in caplog.records[0].message and len(posted) == 6

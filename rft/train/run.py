@@ -107,7 +107,7 @@ def train(recipe: Recipe, resume: str | None = None):
     from rft.train.reward_setup import build_rewards
     from rft.train.run_log import RunLog
     from rft.train.trainer import RftGRPOTrainer
-    from rft.train.vllm_engine import colocated_engine_options, engine_options
+    from rft.train.vllm_engine import colocated_engine_options, engine_options, reset_encoder_cache_on_server
 
     # Under torchrun / accelerate launch every rank runs this: files shared between ranks (the
     # resolved recipe, a tiny model, resized images, the warmed-up weights) are written by the
@@ -175,6 +175,9 @@ def train(recipe: Recipe, resume: str | None = None):
             part_learning_rates=recipe.model.learning_rates.model_dump(),
             reuse_training_logps=recipe.speed.reuse_training_logprobs,
         )
+    server = getattr(getattr(trainer, "vllm_generation", None), "vllm_client", None)  # main process, server mode
+    if server is not None:
+        reset_encoder_cache_on_server(server)
     if heldout and recipe.eval.every_steps:
         trainer.add_callback(HeldOutCallback(heldout, recipe.eval.every_steps, trainer._log_metric))
     trainer.remove_callback(PrinterCallback)  # RunLog prints one readable line per step instead

@@ -97,6 +97,28 @@ class ColocatedEngine:
         return prompt
 
 
+def reset_encoder_cache_on_server(client: Any) -> None:
+    """Make ``client.reset_prefix_cache`` (TRL's ``VLLMClient``; TRL calls it after every weight sync in
+    server mode) also reset the server's encoder cache, through vLLM's dev-mode endpoint
+    ``/reset_encoder_cache`` (``rft serve`` starts the server in dev mode). Without it the server keeps
+    image features of the old vision weights, as the colocated engine did (docs/gpu.md; TRL issue 7198).
+    A server without the endpoint is reported once and training goes on."""
+    original = client.reset_prefix_cache
+    reported = []
+
+    def reset_prefix_cache(*args: Any, **kwargs: Any) -> Any:
+        result = original(*args, **kwargs)
+        response = client.session.post(f"{client.base_url}/reset_encoder_cache")
+        if response.status_code != 200 and not reported:
+            reported.append(response.status_code)
+            log.warning("the vLLM server did not reset its encoder cache (HTTP %s from /reset_encoder_cache): after a "
+                        "weight update it may reuse image features computed with the old vision weights",
+                        response.status_code)
+        return result
+
+    client.reset_prefix_cache = reset_prefix_cache
+
+
 @contextmanager
 def colocated_engine_options(options: dict[str, Any], image_token_ids: set[int] | None = None) -> Iterator[None]:
     """While active, the ``vllm.LLM`` that TRL's colocate mode builds also gets ``options``
