@@ -5,6 +5,8 @@
 #   bash scripts/gpu/issue6_suite.sh b   # ZeRO-2 and ZeRO-3 without vLLM, ZeRO-2 with vLLM, bf16 colocate with sleep mode
 #   bash scripts/gpu/issue6_suite.sh c   # encoder-cache check (rft vs TRL's reset), LoRA with the vision tower, LoRA under ZeRO-3
 #   bash scripts/gpu/issue6_suite.sh d   # one GPU: LoRA with the vision tower, a colocate run over four epochs (part c's one-GPU runs)
+#   bash scripts/gpu/issue6_suite.sh e   # two GPUs: `rft serve` on GPU 1, training on GPU 0 over four epochs of 16 images
+#                                        # (images come back after updates: checks the server's encoder-cache reset)
 # Prerequisite: trl/vllm/deepspeed in /tmp/site (../shared/gpu/README.md). Small results under $OUT
 # (default outputs/gpu); run folders under /tmp/rft_gpu_runs. A part starts no new run after DEADLINE s (default 470).
 set -uo pipefail
@@ -82,6 +84,18 @@ d)
   time_left colocate_two_epochs && PORT=29515 LIMIT=150 bash $T colocate_two_epochs --set model.dtype=float32 \
     --set rollout.backend=vllm --set rollout.vllm_mode=colocate --set 'data.datasets[0].num_samples=16' --set grpo.max_steps=8
   ;;
-*) sed -n '2,9p' "$0"; exit 2 ;;
+e)
+  s="$OUT/server_two_epochs"; mkdir -p "$s"
+  common=("${tiny[@]}" --set model.dtype=float32 --set rollout.backend=vllm --set rollout.vllm_mode=server
+          --set rollout.max_model_length=1024 --set output.dir=/tmp/rft_gpu_runs/server_two_epochs
+          --set 'data.datasets[0].num_samples=16' --set grpo.max_steps=8)
+  CUDA_VISIBLE_DEVICES=1 timeout 200 python -m rft.cli serve recipes/demo.yaml "${common[@]}" > "$s/server.log" 2>&1 &
+  for _ in $(seq 90); do curl -sf localhost:8000/health > /dev/null && break; sleep 1; done
+  echo "server health: $(curl -s -o /dev/null -w '%{http_code}' localhost:8000/health)" | tee -a "$s/server.log"
+  CUDA_VISIBLE_DEVICES=0 LIMIT=150 bash $T server_two_epochs "${common[@]}"
+  grep -c "reset_encoder_cache" "$s/server.log" | sed 's/^/encoder-cache resets logged by the server: /' | tee -a "$s/server.log"
+  pkill -f "vllm.entrypoints"; sleep 1
+  ;;
+*) sed -n '2,11p' "$0"; exit 2 ;;
 esac
 for f in "$OUT"/check_*.json "$OUT"/*/summary.json; do [ -f "$f" ] && cat "$f"; done
