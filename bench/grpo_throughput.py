@@ -39,7 +39,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 PROMPT = "Describe the objects in this image."
-VISION_TOKEN_IDS = (151652, 151653, 151654, 151655, 151656)  # <|vision_start|> ... <|video_pad|>
 PHASES = ("generation", "weight_sync", "logprob_passes", "rewards", "other_scoring", "forward_backward")
 
 
@@ -148,14 +147,14 @@ def bf16_peak_tflops() -> float | None:
 class PhaseTimer:
     """Wall time per phase of TRL's GRPO step, CUDA-synchronised at each boundary, plus step start times."""
 
-    def __init__(self):
+    def __init__(self, profile_step: int | None = None):
         self.totals: dict[str, list[float]] = defaultdict(list)
         self.step_starts: list[float] = []
         self.generated_tokens: list[int] = []
         self.train_tokens: list[int] = []
         self.vision = {"seconds": 0.0, "images": 0}  # the trainer's vision tower, forward calls (recompute included)
         self.vision_per_step: list[dict] = []
-        self.profile_step: int | None = None  # 1-based step run under torch.profiler (left out of the medians)
+        self.profile_step = profile_step  # 1-based step run under torch.profiler (left out of the medians)
         self.profile_table = ""
 
     @staticmethod
@@ -247,7 +246,8 @@ class PhaseTimer:
         from torch.profiler import ProfilerActivity, profile
 
         activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
-        with profile(activities=activities) as prof, self.phase("profiled_step"):
+        # timed as a step like the others, so that every phase has one entry per step (the last is left out)
+        with profile(activities=activities) as prof, self.phase("training_step"):
             out = step(*args)
         key = "self_cuda_time_total" if torch.cuda.is_available() else "self_cpu_time_total"
         self.profile_table = prof.key_averages().table(sort_by=key, row_limit=45, max_name_column_width=70)
@@ -336,6 +336,8 @@ def run_trl(mode: str, args) -> dict:
     from transformers import AutoModelForImageTextToText, AutoProcessor
     from trl import GRPOConfig, GRPOTrainer
 
+    from rft.models.vision_tokens import vision_token_ids
+
     cuda = torch.cuda.is_available()
     model = AutoModelForImageTextToText.from_pretrained(args.model_dir, dtype=torch.bfloat16 if cuda else torch.float32,
                                                         attn_implementation="sdpa")
@@ -350,11 +352,11 @@ def run_trl(mode: str, args) -> dict:
         # A random policy samples vision special tokens (5 in 151,936: about one per step of 16,384 tokens) and
         # TRL's training forward then fails ("Image features and image tokens do not match"). TRL's transformers
         # path bans <|image_pad|> itself; its vLLM path needs the ban given (rft gives the same one).
-        generation_kwargs={"logit_bias": {i: -100.0 for i in VISION_TOKEN_IDS}} if mode == "B" else None,
+        generation_kwargs={"logit_bias": {i: -100.0 for i in vision_token_ids(processor.tokenizer, "qwen2_5_vl")}}
+        if mode == "B" else None,
     )
-    timer = PhaseTimer()
+    timer = PhaseTimer(profile_step=total_steps(args) if args.profile else None)
     timer.install()
-    timer.profile_step = total_steps(args) if args.profile else None
     images = json.loads(Path(args.images).read_text())
     with PeakMemory() as memory:
         trainer = GRPOTrainer(model=model, reward_funcs=length_reward, args=config, train_dataset=trl_dataset(images),
@@ -386,9 +388,8 @@ def run_rft(args) -> dict:
         "output": {"dir": str(Path(args.work) / "rft_C"), "report_to": []},
         "speed": speed_options(args.speed),
     })
-    timer = PhaseTimer()
+    timer = PhaseTimer(profile_step=total_steps(args) if args.profile else None)
     timer.install()
-    timer.profile_step = total_steps(args) if args.profile else None
     with PeakMemory() as memory:
         train(recipe)
     return {**timer.report(), "peak_gpu_gib": memory.peak / 2**30}
@@ -456,9 +457,7 @@ def main() -> None:
         results = {mode: r for report in reports for mode, r in report["results"].items()}
         # one MFU denominator for all modes: the highest bf16 peak measured among the runs (the measurement
         # varies by a few percent from one process to the next; the highest gives the most conservative MFU)
-        print_report(results, reports[0]["params"], max(r["bf16_peak_tflops"] or 0 for r in reports) or None)
-        if args.plot:
-            print("phase split:", plot_phases(results, Path(args.plot)))
+        print_report(results, reports[0]["params"], max(r["bf16_peak_tflops"] or 0 for r in reports) or None, args.plot)
         return
     if args.child:
         result = run_rft(args) if args.child == "C" else run_trl(args.child, args)
@@ -495,9 +494,7 @@ def main() -> None:
               "params": params, "bf16_peak_tflops": peak, "tiny": args.tiny, "settings": vars(args), "results": results}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=1))
-    print_report(results, params, peak)
-    if args.plot:
-        print("phase split:", plot_phases(results, Path(args.plot)))
+    print_report(results, params, peak, args.plot)
 
 
 def plot_phases(results: dict[str, dict], path: Path) -> Path | None:
@@ -530,12 +527,15 @@ def plot_phases(results: dict[str, dict], path: Path) -> Path | None:
     return path
 
 
-def print_report(results: dict[str, dict], params: int, peak: float | None) -> None:
+def print_report(results: dict[str, dict], params: int, peak: float | None, plot: str | None = None) -> None:
+    """The table, the speed ratios of (C), and with ``plot`` the phase split drawn to that PNG."""
     print(f"\nparameters {params / 1e9:.2f} B, measured bf16 peak {peak or 0:.0f} TFLOP/s\n")
     print(table(results, params, peak))
     for mode in ("A", "B"):
         if "C" in results and mode in results and results["C"].get("s_per_step") and results[mode].get("s_per_step"):
             print(f"(C) is {results[mode]['s_per_step'] / results['C']['s_per_step']:.2f}x faster per step than ({mode})")
+    if plot:
+        print("phase split:", plot_phases(results, Path(plot)))
 
 
 if __name__ == "__main__":
