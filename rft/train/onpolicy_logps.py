@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 
 import torch
+from trl.trainer.utils import nanmax, nanmin
 
 
 def on_policy(gradient_accumulation_steps: int, steps_per_generation: int, num_iterations: int) -> bool:
@@ -47,10 +48,20 @@ def vllm_importance_ratio(old: torch.Tensor, sampling: torch.Tensor, mask: torch
                      "or sequence_mask")
 
 
+ACROSS_PROCESSES = {
+    "sampling_logp_difference/mean": lambda t: t.mean(),
+    "sampling_logp_difference/max": lambda t: t.max(),
+    "importance_sampling_ratio/min": nanmin,
+    "importance_sampling_ratio/mean": lambda t: t.nanmean(),
+    "importance_sampling_ratio/max": nanmax,
+}
+"""How TRL reduces each of :func:`ratio_metrics`' values once gathered from every process."""
+
+
 def ratio_metrics(old: torch.Tensor, sampling: torch.Tensor, mask: torch.Tensor, ratio: torch.Tensor,
                   sequence_level: bool) -> dict[str, torch.Tensor]:
     """The per-process values TRL logs under ``sampling/``: log-prob difference mean / max over scored
-    tokens and the ratio's min / mean / max (gather and reduce them as TRL does)."""
+    tokens and the ratio's min / mean / max (gather them and reduce with :data:`ACROSS_PROCESSES`)."""
     delta = (old - sampling).abs()[mask.bool() & ~torch.isnan(sampling)]
     flat = ratio.flatten() if sequence_level else ratio[mask.bool()]
     zero = old.new_zeros(())

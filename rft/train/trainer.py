@@ -12,10 +12,9 @@ from typing import Any
 
 import torch
 from trl import GRPOTrainer
-from trl.trainer.utils import nanmax, nanmin
 
 from rft.models.parts import parameter_groups
-from rft.train.onpolicy_logps import on_policy, ratio_metrics, vllm_importance_ratio
+from rft.train.onpolicy_logps import ACROSS_PROCESSES, on_policy, ratio_metrics, vllm_importance_ratio
 
 
 class RftGRPOTrainer(GRPOTrainer):
@@ -81,16 +80,7 @@ class RftGRPOTrainer(GRPOTrainer):
         mode = self.vllm_importance_sampling_mode
         ratio = vllm_importance_ratio(old, sampling, mask, mode, self.vllm_importance_sampling_clip_min,
                                       self.vllm_importance_sampling_clip_max)
-        values = ratio_metrics(old, sampling, mask, ratio, sequence_level=mode.startswith("sequence"))
-        gather = self.accelerator.gather
-        reduced = {
-            "sampling_logp_difference/mean": gather(values["sampling_logp_difference/mean"]).mean(),
-            "sampling_logp_difference/max": gather(values["sampling_logp_difference/max"]).max(),
-            "importance_sampling_ratio/min": nanmin(gather(values["importance_sampling_ratio/min"])),
-            "importance_sampling_ratio/mean": gather(values["importance_sampling_ratio/mean"]).nanmean(),
-            "importance_sampling_ratio/max": nanmax(gather(values["importance_sampling_ratio/max"])),
-        }
         split = "train" if self.model.training else "eval"
-        for name, value in reduced.items():
-            self._metrics[split][f"sampling/{name}"].append(value.item())
+        for name, value in ratio_metrics(old, sampling, mask, ratio, sequence_level=mode.startswith("sequence")).items():
+            self._metrics[split][f"sampling/{name}"].append(ACROSS_PROCESSES[name](self.accelerator.gather(value)).item())
         return ratio
