@@ -23,6 +23,17 @@ check() {  # check NAME PORT ARGS...
     --work "/tmp/check_$name" "$@" > "$OUT/check_$name.log" 2>&1; echo "check $name exit $?"
 }
 tiny=(--set model.tiny.family=qwen2_5_vl --set model.tiny.hidden_size=128 --set model.tiny.num_heads=2)
+server_run() {  # server_run NAME SERVER_LIMIT TRAIN_LIMIT [--set ...]: `rft serve` on GPU 1, `rft train` on GPU 0, fp32
+  local name=$1 server_limit=$2 train_limit=$3; shift 3
+  local s="$OUT/$name"; mkdir -p "$s"
+  local common=("${tiny[@]}" --set model.dtype=float32 --set rollout.backend=vllm --set rollout.vllm_mode=server
+                --set rollout.max_model_length=1024 --set output.dir="/tmp/rft_gpu_runs/$name" "$@")
+  CUDA_VISIBLE_DEVICES=1 timeout "$server_limit" python -m rft.cli serve recipes/demo.yaml "${common[@]}" > "$s/server.log" 2>&1 &
+  for _ in $(seq 90); do curl -sf localhost:8000/health > /dev/null && break; sleep 1; done
+  echo "server health: $(curl -s -o /dev/null -w '%{http_code}' localhost:8000/health)" | tee -a "$s/server.log"
+  CUDA_VISIBLE_DEVICES=0 LIMIT="$train_limit" bash $T "$name" "${common[@]}"
+  pkill -f "vllm.entrypoints"; sleep 1
+}
 case "${1:-a}" in
 a)
   CUDA_VISIBLE_DEVICES=0 check rft 29501 --engine-dtype float32 --model-dtype float32 &
@@ -47,16 +58,7 @@ a)
     cp /tmp/rft_gpu_runs/zero3_eval/summary.txt "$e/eval_summary.txt" 2>/dev/null
   fi
   time_left zero2 && LIMIT=110 bash $T zero2 --gpus 2 --set model.dtype=bfloat16 --set distributed.zero_stage=2
-  if [ -n "${WITH_SERVER:-}" ] && time_left server; then  # `rft serve` on GPU 1, training on GPU 0
-    s="$OUT/server"; mkdir -p "$s"
-    common=("${tiny[@]}" --set model.dtype=float32 --set rollout.backend=vllm --set rollout.vllm_mode=server
-            --set rollout.max_model_length=1024 --set output.dir=/tmp/rft_gpu_runs/server)
-    CUDA_VISIBLE_DEVICES=1 timeout 150 python -m rft.cli serve recipes/demo.yaml "${common[@]}" > "$s/server.log" 2>&1 &
-    for _ in $(seq 60); do curl -sf localhost:8000/health > /dev/null && break; sleep 1; done
-    echo "server health: $(curl -s -o /dev/null -w '%{http_code}' localhost:8000/health)" | tee -a "$s/server.log"
-    CUDA_VISIBLE_DEVICES=0 LIMIT=90 bash $T server "${common[@]}"
-    pkill -f "vllm.entrypoints"; sleep 1
-  fi
+  [ -n "${WITH_SERVER:-}" ] && time_left server && server_run server 150 90
   ;;
 b)
   LIMIT=120 bash $T zero2 --gpus 2 --set model.dtype=bfloat16 --set distributed.zero_stage=2
@@ -85,16 +87,9 @@ d)
     --set rollout.backend=vllm --set rollout.vllm_mode=colocate --set 'data.datasets[0].num_samples=16' --set grpo.max_steps=8
   ;;
 e)
-  s="$OUT/server_two_epochs"; mkdir -p "$s"
-  common=("${tiny[@]}" --set model.dtype=float32 --set rollout.backend=vllm --set rollout.vllm_mode=server
-          --set rollout.max_model_length=1024 --set output.dir=/tmp/rft_gpu_runs/server_two_epochs
-          --set 'data.datasets[0].num_samples=16' --set grpo.max_steps=8)
-  CUDA_VISIBLE_DEVICES=1 timeout 200 python -m rft.cli serve recipes/demo.yaml "${common[@]}" > "$s/server.log" 2>&1 &
-  for _ in $(seq 90); do curl -sf localhost:8000/health > /dev/null && break; sleep 1; done
-  echo "server health: $(curl -s -o /dev/null -w '%{http_code}' localhost:8000/health)" | tee -a "$s/server.log"
-  CUDA_VISIBLE_DEVICES=0 LIMIT=150 bash $T server_two_epochs "${common[@]}"
-  grep -c "reset_encoder_cache" "$s/server.log" | sed 's/^/encoder-cache resets logged by the server: /' | tee -a "$s/server.log"
-  pkill -f "vllm.entrypoints"; sleep 1
+  server_run server_two_epochs 200 150 --set 'data.datasets[0].num_samples=16' --set grpo.max_steps=8
+  grep -c "reset_encoder_cache" "$OUT/server_two_epochs/server.log" | sed 's/^/encoder-cache resets logged by the server: /' \
+    | tee -a "$OUT/server_two_epochs/server.log"
   ;;
 *) sed -n '2,11p' "$0"; exit 2 ;;
 esac
