@@ -1,4 +1,4 @@
-"""The ``rft`` command: ``rft train``, ``rft eval``, ``rft serve``, ``rft demo``."""
+"""The ``rft`` command: ``rft train``, ``rft eval``, ``rft export``, ``rft serve``, ``rft demo``."""
 
 from __future__ import annotations
 
@@ -36,6 +36,15 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from rft.models.load import export_model
+    from rft.recipe import load_recipe
+
+    out = export_model(load_recipe(args.recipe, args.set).model, args.model, args.out)
+    print(f"exported {args.model} to {out} (model and processor; LoRA adapters merged)")
+    return 0
+
+
 def _serve(args: argparse.Namespace) -> int:
     from rft.recipe import load_recipe
     from rft.serve import serve
@@ -67,6 +76,12 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--batch-size", type=int, default=None, help="generation batch size (default: eval.batch_size)")
     e.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one recipe field")
     e.set_defaults(func=_eval)
+    x = sub.add_parser("export", help="write a checkpoint (LoRA adapters merged) as a plain Hugging Face model folder")
+    x.add_argument("recipe", help="recipe YAML (its model section names the base of a LoRA adapter)")
+    x.add_argument("--model", required=True, help="checkpoint folder (checkpoint-N, final, or an adapter folder)")
+    x.add_argument("--out", required=True, help="folder to write (from_pretrained / vLLM / rft eval --model load it)")
+    x.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one recipe field")
+    x.set_defaults(func=_export)
     s = sub.add_parser("serve", help="start the vLLM server for a recipe's rollout.vllm_mode: server")
     s.add_argument("recipe", help="recipe YAML")
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one recipe field")

@@ -142,3 +142,34 @@ def test_lora_adapter_after_warmup_evaluates_on_its_warmed_up_base(tmp_path):
     assert torch.equal(evaluated[name], trained[name]) and not torch.equal(evaluated[name], untouched[name])
     lora_target = next(n for n in evaluated if n.endswith("q_proj.weight") and "language" in n)
     assert torch.allclose(evaluated[lora_target], trained[lora_target], atol=1e-6)
+
+
+def test_export_writes_the_merged_adapter_as_a_plain_model(tmp_path):
+    """``rft export``: a LoRA checkpoint becomes a model folder that from_pretrained (and vLLM) load
+    without peft, with the merged weights; a missing checkpoint is a clear error."""
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from rft.cli import main
+
+    recipe = {**MULTITASK, "data": {"datasets": [MULTITASK["data"]["datasets"][1]]},
+              "rewards": [{"name": "format"}, {"name": "classification_accuracy"}],
+              "model": {**MULTITASK["model"], "lora": {"enabled": True, "r": 4}},
+              "warmup": {"steps": 1, "learning_rate": 1e-2, "batch_size": 4},
+              "grpo": {**MULTITASK["grpo"], "max_steps": 1, "learning_rate": 1e-2}, "eval": {},
+              "output": {"dir": str(tmp_path / "run"), "report_to": []}}
+    trainer = train(validate(recipe))
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    with pytest.raises(SystemExit) as exit_:
+        main(["export", str(path), "--model", str(tmp_path / "run" / "final"), "--out", str(tmp_path / "merged")])
+    assert exit_.value.code == 0
+    assert not (tmp_path / "merged" / "adapter_config.json").exists()
+    exported = AutoModelForImageTextToText.from_pretrained(tmp_path / "merged").state_dict()
+    trained = trainer.model.merge_and_unload().state_dict()
+    assert exported.keys() == trained.keys()
+    assert all(torch.allclose(exported[k], trained[k], atol=1e-6) for k in trained)
+    assert AutoProcessor.from_pretrained(tmp_path / "merged").image_processor.size.longest_edge == recipe["model"]["max_pixels"]
+    with pytest.raises(SystemExit) as exit_:
+        main(["export", str(path), "--model", str(tmp_path / "nothing"), "--out", str(tmp_path / "x")])
+    assert exit_.value.code == 2

@@ -16,25 +16,10 @@ log = logging.getLogger(__name__)
 
 
 def load_for_eval(recipe: Recipe, model_path: str | None, work_dir: Path):
-    """The recipe's model, or a trained checkpoint (a full model folder or a LoRA adapter folder)."""
-    from rft.models.load import load_model
+    """The recipe's model, or a trained checkpoint (a full model folder or a LoRA adapter folder, merged)."""
+    from rft.models.load import load_checkpoint
 
-    if model_path is None:
-        return load_model(recipe.model, work_dir)
-    path = Path(model_path)
-    if (path / "adapter_config.json").is_file():
-        from peft import PeftModel
-
-        # The adapter's base: the folder it records (a run's warmed-up weights), else the recipe's model.
-        base = json.loads((path / "adapter_config.json").read_text()).get("base_model_name_or_path")
-        section = recipe.model
-        if base and Path(base).is_dir():
-            section = recipe.model.model_copy(update={"path": base, "tiny": None})
-        loaded = load_model(section, work_dir)
-        loaded.model = PeftModel.from_pretrained(loaded.model, str(path)).merge_and_unload()
-        return loaded
-    section = recipe.model.model_copy(update={"path": str(path), "tiny": None})
-    return load_model(section, work_dir)
+    return load_checkpoint(recipe.model, model_path, work_dir)
 
 
 def generate_samples(loaded, rows: list[dict], recipe: Recipe, batch_size: int | None = None) -> list[dict]:

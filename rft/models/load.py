@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
@@ -119,3 +120,35 @@ def load_model(section: ModelSection, work_dir: str | Path) -> LoadedModel:
     check_report(report, path, section.allow_missing_weights)
     set_pixel_budget(processor, section.min_pixels, section.max_pixels)
     return LoadedModel(model, processor, model.config.model_type, Path(str(path)), report)
+
+
+def load_checkpoint(section: ModelSection, checkpoint: str | Path | None, work_dir: str | Path) -> LoadedModel:
+    """A trained checkpoint as a plain model: a full model folder, or a LoRA adapter folder merged into
+    its base (the folder its ``adapter_config.json`` records, e.g. a run's warmed-up weights, else the
+    recipe's model). ``checkpoint=None`` loads the recipe's model."""
+    if checkpoint is None:
+        return load_model(section, work_dir)
+    path = Path(checkpoint)
+    if not path.is_dir():
+        raise RecipeError(f"--model {checkpoint}: not a folder (a checkpoint-N, final or model folder)")
+    adapter_config = path / "adapter_config.json"
+    if not adapter_config.is_file():
+        return load_model(section.model_copy(update={"path": str(path), "tiny": None}), work_dir)
+    from peft import PeftModel
+
+    base = json.loads(adapter_config.read_text()).get("base_model_name_or_path")
+    if base and Path(base).is_dir():
+        section = section.model_copy(update={"path": base, "tiny": None})
+    loaded = load_model(section, work_dir)
+    loaded.model = PeftModel.from_pretrained(loaded.model, str(path)).merge_and_unload()
+    return loaded
+
+
+def export_model(section: ModelSection, checkpoint: str | Path, out: str | Path) -> Path:
+    """Write a checkpoint (adapters merged) as a Hugging Face model folder with its processor, which
+    ``from_pretrained``, vLLM and ``rft eval --model`` load as they are."""
+    out = Path(out)
+    loaded = load_checkpoint(section, checkpoint, out.parent / f".{out.name}_work")
+    loaded.model.save_pretrained(out)
+    loaded.processor.save_pretrained(out)
+    return out

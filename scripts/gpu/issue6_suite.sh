@@ -5,6 +5,8 @@
 #   bash scripts/gpu/issue6_suite.sh b   # ZeRO-2 and ZeRO-3 without vLLM, ZeRO-2 with vLLM, bf16 colocate with sleep mode
 #   bash scripts/gpu/issue6_suite.sh c   # encoder-cache check (rft vs TRL's reset), LoRA with the vision tower, LoRA under ZeRO-3
 #   bash scripts/gpu/issue6_suite.sh d   # one GPU: LoRA with the vision tower, a colocate run over four epochs (part c's one-GPU runs)
+#   bash scripts/gpu/issue6_suite.sh f   # one GPU: ZeRO-3 (one process) + vLLM colocate -> checkpoint -> rft eval, rft export, vLLM loads it
+#   bash scripts/gpu/issue6_suite.sh g   # one GPU: the same with LoRA (the adapter merged by rft eval and rft export)
 #   bash scripts/gpu/issue6_suite.sh e   # two GPUs: `rft serve` on GPU 1, training on GPU 0 over four epochs of 16 images
 #                                        # (images come back after updates: checks the server's encoder-cache reset)
 # Prerequisite: trl/vllm/deepspeed in /tmp/site (../shared/gpu/README.md). Small results under $OUT
@@ -33,6 +35,17 @@ server_run() {  # server_run NAME SERVER_LIMIT TRAIN_LIMIT [--set ...]: `rft ser
   echo "server health: $(curl -s -o /dev/null -w '%{http_code}' localhost:8000/health)" | tee -a "$s/server.log"
   CUDA_VISIBLE_DEVICES=0 LIMIT="$train_limit" bash $T "$name" "${common[@]}"
   pkill -f "vllm.entrypoints"; sleep 1
+}
+checkpoint_to_vllm() {  # checkpoint_to_vllm NAME PORT: rft eval, rft export and the vLLM log-prob check of NAME's checkpoint-12
+  local e="$OUT/$1" c="/tmp/rft_gpu_runs/$1/checkpoint-12" x="/tmp/rft_gpu_runs/$1_export"
+  ls "$c" > "$e/checkpoint_files.txt" 2>&1
+  timeout 90 python -m rft.cli eval recipes/demo.yaml --model "$c" --output-dir "/tmp/rft_gpu_runs/$1_eval" "${tiny[@]}" \
+    --set model.dtype=bfloat16 --set 'eval.datasets[0].num_samples=64' > "$e/eval_checkpoint.log" 2>&1
+  echo "rft eval of the checkpoint: exit $?" | tee -a "$e/eval_checkpoint.log"
+  cp "/tmp/rft_gpu_runs/$1_eval/summary.txt" "$e/eval_summary.txt" 2>/dev/null
+  timeout 90 python -m rft.cli export recipes/demo.yaml --model "$c" --out "$x" "${tiny[@]}" > "$e/export.log" 2>&1
+  echo "rft export of the checkpoint: exit $?" | tee -a "$e/export.log"; ls "$x" >> "$e/export.log" 2>&1
+  check "$1_export" "$2" --model "$x" --engine-dtype float32 --model-dtype float32
 }
 case "${1:-a}" in
 a)
@@ -86,11 +99,22 @@ d)
   time_left colocate_two_epochs && PORT=29515 LIMIT=150 bash $T colocate_two_epochs --set model.dtype=float32 \
     --set rollout.backend=vllm --set rollout.vllm_mode=colocate --set 'data.datasets[0].num_samples=16' --set grpo.max_steps=8
   ;;
+f)
+  PORT=29516 LIMIT=170 bash $T zero3_vllm_1gpu --set model.dtype=bfloat16 --set distributed.zero_stage=3 \
+    --set rollout.backend=vllm --set rollout.vllm_mode=colocate --set output.save_steps=12
+  time_left checkpoint_to_vllm && checkpoint_to_vllm zero3_vllm_1gpu 29517
+  ;;
+g)
+  PORT=29518 LIMIT=170 bash $T zero3_lora_vllm_1gpu --set model.dtype=bfloat16 --set distributed.zero_stage=3 \
+    --set rollout.backend=vllm --set rollout.vllm_mode=colocate --set model.lora.enabled=true --set grpo.learning_rate=1e-3 \
+    --set output.save_steps=12
+  time_left checkpoint_to_vllm && checkpoint_to_vllm zero3_lora_vllm_1gpu 29519
+  ;;
 e)
   server_run server_two_epochs 200 150 --set 'data.datasets[0].num_samples=16' --set grpo.max_steps=8
   grep -c "reset_encoder_cache" "$OUT/server_two_epochs/server.log" | sed 's/^/encoder-cache resets logged by the server: /' \
     | tee -a "$OUT/server_two_epochs/server.log"
   ;;
-*) sed -n '2,11p' "$0"; exit 2 ;;
+*) sed -n '2,13p' "$0"; exit 2 ;;
 esac
 for f in "$OUT"/check_*.json "$OUT"/*/summary.json; do [ -f "$f" ] && cat "$f"; done

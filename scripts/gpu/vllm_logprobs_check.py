@@ -66,6 +66,8 @@ def main() -> None:
                    "without rft's collapsing engine (the mismatch rft fixes)")
     p.add_argument("--perturb", default="", help="only change parameters whose name contains this "
                    "(e.g. 'visual', 'language_model', 'embed_tokens'; default: all) before the sync check")
+    p.add_argument("--model", default="", help="a model folder to check instead of a new tiny Qwen2.5-VL (e.g. what "
+                   "`rft export` wrote from a ZeRO-3 or LoRA checkpoint): vLLM must load it and match the trainer's log-probs")
     p.add_argument("--out", default="vllm_logprobs_check.json")
     p.add_argument("--work", default="/tmp/vllm_check")
     args = p.parse_args()
@@ -79,11 +81,16 @@ def main() -> None:
     from rft.models.vision_tokens import ban_in_logits, placeholder_token_ids
     from rft.train.vllm_engine import ColocatedEngine, engine_options
 
-    path = build_tiny_vlm("qwen2_5_vl", Path(args.work) / "tiny", hidden_size=128, num_heads=2, max_image_tokens=64)
+    if args.model:
+        path = Path(args.model)
+    else:
+        path = build_tiny_vlm("qwen2_5_vl", Path(args.work) / "tiny", hidden_size=128, num_heads=2, max_image_tokens=64)
     processor = AutoProcessor.from_pretrained(path)
     model = AutoModelForImageTextToText.from_pretrained(path, dtype=getattr(torch, args.model_dtype)).cuda().eval()
-    section = ModelSection(path=str(path), dtype=args.model_dtype, min_pixels=3136, max_pixels=112 * 112)
-    options = engine_options(section, "qwen2_5_vl")
+    family = model.config.model_type
+    size = processor.image_processor.size
+    section = ModelSection(path=str(path), dtype=args.model_dtype, min_pixels=size.shortest_edge, max_pixels=size.longest_edge)
+    options = engine_options(section, family)
     options["dtype"] = args.engine_dtype
     llm = LLM(model=str(path), gpu_memory_utilization=0.2, max_model_len=1024, enforce_eager=True, seed=0,
               distributed_executor_backend="external_launcher", logprobs_mode="processed_logprobs",
@@ -96,7 +103,7 @@ def main() -> None:
     prompt_ids = tokenized["input_ids"][0].tolist()
     multimodal = {k: tokenized[k].cuda() for k in ("pixel_values", "image_grid_thw")}
     image_token = processor.tokenizer.convert_tokens_to_ids("<|image_pad|>")
-    banned = vision_token_ids(processor.tokenizer, "qwen2_5_vl")
+    banned = vision_token_ids(processor.tokenizer, family)
     if not args.no_ban and not args.trainer_without_ban:
         ban_in_logits(model, banned)  # as rft train does
     temperature = 1.0
@@ -112,7 +119,7 @@ def main() -> None:
 
     outputs, completions, vllm_logps = rollouts()
     report = {
-        "engine_dtype": args.engine_dtype, "model_dtype": args.model_dtype, "ban": not args.no_ban,
+        "model": args.model or "new tiny qwen2_5_vl", "engine_dtype": args.engine_dtype, "model_dtype": args.model_dtype, "ban": not args.no_ban,
         "collapsed": not args.expanded, "trainer_ban": not (args.no_ban or args.trainer_without_ban),
         "image_tokens_trainer": prompt_ids.count(image_token),
         "image_tokens_vllm": list(outputs[0].prompt_token_ids).count(image_token),
