@@ -5,7 +5,8 @@
 #   bash scripts/gpu/issue6_suite.sh b   # ZeRO-2 and ZeRO-3 without vLLM, ZeRO-2 with vLLM, bf16 colocate with sleep mode
 #   bash scripts/gpu/issue6_suite.sh c   # encoder-cache check (rft vs TRL's reset), LoRA with the vision tower, LoRA under ZeRO-3
 #   bash scripts/gpu/issue6_suite.sh d   # one GPU: LoRA with the vision tower, a colocate run over four epochs (part c's one-GPU runs)
-#   bash scripts/gpu/issue6_suite.sh f   # one GPU: ZeRO-3 (one process) + vLLM colocate -> checkpoint -> rft eval, rft export, vLLM loads it
+#   bash scripts/gpu/issue6_suite.sh f   # one GPU: ZeRO-3 (one process) + vLLM colocate -> checkpoint -> rft eval, rft export, vLLM loads it;
+#                                        # the encoder-cache check on that trained model
 #   bash scripts/gpu/issue6_suite.sh g   # one GPU: the same with LoRA (the adapter merged by rft eval and rft export)
 #   bash scripts/gpu/issue6_suite.sh e   # two GPUs: `rft serve` on GPU 1, training on GPU 0 over four epochs of 16 images
 #                                        # (images come back after updates: checks the server's encoder-cache reset)
@@ -103,6 +104,10 @@ f)
   PORT=29516 LIMIT=170 bash $T zero3_vllm_1gpu --set model.dtype=bfloat16 --set distributed.zero_stage=3 \
     --set rollout.backend=vllm --set rollout.vllm_mode=colocate --set output.save_steps=12
   time_left checkpoint_to_vllm && checkpoint_to_vllm zero3_vllm_1gpu 29517
+  # the encoder-cache check on a trained model (a random one's near-uniform output hides mismatches)
+  x=/tmp/rft_gpu_runs/zero3_vllm_1gpu_export
+  time_left sync_trained && check sync_trained_rft 29520 --model "$x" --perturb visual
+  time_left sync_trained && check sync_trained_trl 29521 --model "$x" --perturb visual --keep-encoder-cache
   ;;
 g)
   PORT=29518 LIMIT=170 bash $T zero3_lora_vllm_1gpu --set model.dtype=bfloat16 --set distributed.zero_stage=3 \
@@ -115,6 +120,6 @@ e)
   grep -c "reset_encoder_cache" "$OUT/server_two_epochs/server.log" | sed 's/^/encoder-cache resets logged by the server: /' \
     | tee -a "$OUT/server_two_epochs/server.log"
   ;;
-*) sed -n '2,13p' "$0"; exit 2 ;;
+*) sed -n '2,14p' "$0"; exit 2 ;;
 esac
 for f in "$OUT"/check_*.json "$OUT"/*/summary.json; do [ -f "$f" ] && cat "$f"; done

@@ -36,8 +36,11 @@ def trainer_logps(model, processor, prompt_ids, multimodal, completions, tempera
     out = []
     for completion in completions:
         ids = torch.tensor([list(prompt_ids) + list(completion)], device=model.device)
+        # mm_token_type_ids marks the image tokens; without it transformers 5 gives every token a 1-D
+        # position instead of Qwen's 3-D M-RoPE (TRL extends it with zeros over the completion, as here).
+        types = torch.nn.functional.pad(multimodal["mm_token_type_ids"], (0, len(completion)))
         with torch.no_grad():
-            logits = model(input_ids=ids, attention_mask=torch.ones_like(ids), **multimodal).logits
+            logits = model(input_ids=ids, attention_mask=torch.ones_like(ids), **{**multimodal, "mm_token_type_ids": types}).logits
         logits = logits[0, len(prompt_ids) - 1 : -1].float() / temperature
         logps = torch.log_softmax(logits, dim=-1).gather(-1, ids[0, len(prompt_ids):, None])[:, 0]
         out.append(logps.tolist())
@@ -101,7 +104,7 @@ def main() -> None:
     tokenized = processor.apply_chat_template(conversation=conversation, add_generation_prompt=True, tokenize=True,
                                               return_dict=True, return_tensors="pt")
     prompt_ids = tokenized["input_ids"][0].tolist()
-    multimodal = {k: tokenized[k].cuda() for k in ("pixel_values", "image_grid_thw")}
+    multimodal = {k: tokenized[k].cuda() for k in ("pixel_values", "image_grid_thw", "mm_token_type_ids")}
     image_token = processor.tokenizer.convert_tokens_to_ids("<|image_pad|>")
     banned = vision_token_ids(processor.tokenizer, family)
     if not args.no_ban and not args.trainer_without_ban:
@@ -125,8 +128,10 @@ def main() -> None:
         "image_tokens_vllm": list(outputs[0].prompt_token_ids).count(image_token),
         "prompt_len_trainer": len(prompt_ids), "prompt_len_vllm": len(outputs[0].prompt_token_ids),
         "banned_sampled": sum(t in banned for c in completions for t in c),
-        "before_sync": compare(vllm_logps, trainer_logps(model, processor, prompt_ids, multimodal, completions, temperature)),
     }
+    hf_logps = trainer_logps(model, processor, prompt_ids, multimodal, completions, temperature)
+    report["before_sync"] = compare(vllm_logps, hf_logps)
+    report["first_sequence"] = [[t, round(v, 4), round(h, 4)] for t, v, h in zip(completions[0], vllm_logps[0], hf_logps[0])]
     # Change the trainer's weights and push them the way TRL's colocate sync does.
     torch.manual_seed(1)
     with torch.no_grad():
