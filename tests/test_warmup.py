@@ -56,3 +56,6 @@ def test_labels_cover_only_the_answer(rows, tmp_path):
     for i, target in enumerate(targets):
         labelled = inputs["labels"][i][inputs["labels"][i] != -100]
         assert processor.tokenizer.decode(labelled) == target + processor.tokenizer.eos_token
+    # Qwen's 3-D M-RoPE needs mm_token_type_ids (transformers 5 falls back to 1-D positions without it)
+    image_token = processor.tokenizer.convert_tokens_to_ids("<|image_pad|>")
+    assert ((inputs["mm_token_type_ids"] == 1) == (inputs["input_ids"] == image_token)).all()
