@@ -64,11 +64,19 @@ def test_no_deepspeed_without_zero():
 
 
 def test_launch_command():
-    cmd = launch_command("r.yaml", ["grpo.beta=0"], DistributedSection(zero_stage=3), 2, resume="latest")
+    cmd = launch_command("r.yaml", ["grpo.beta=0"], DistributedSection(zero_stage=3), 2, resume="latest", cuda=True)
     assert cmd[1:3] == ["-m", "accelerate.commands.launch"]
     assert cmd[cmd.index("--num_processes") + 1] == "2"
     assert cmd[cmd.index("--deepspeed_config_file") + 1].endswith("zero3.json")
     assert cmd[-7:] == ["-m", "rft.train", "r.yaml", "--set", "grpo.beta=0", "--resume", "latest"]
+
+
+def test_launch_without_cuda_runs_cpu_processes_and_refuses_zero():
+    cmd = launch_command("r.yaml", [], DistributedSection(), 2, cuda=False)
+    assert cmd[1:3] == ["-m", "torch.distributed.run"] and cmd[cmd.index("--nproc_per_node") + 1] == "2"
+    assert cmd[-3:] == ["-m", "rft.train", "r.yaml"]
+    with pytest.raises(RecipeError, match="distributed.zero_stage 2 needs GPUs"):
+        launch_command("r.yaml", [], DistributedSection(zero_stage=2), 2, cuda=False)
 
 
 def test_plan_batches():

@@ -1,4 +1,4 @@
-"""``rft train --gpus N``: the ``accelerate launch`` command for a recipe's parallelism."""
+"""``rft train --gpus N``: the ``accelerate launch`` command for a recipe's parallelism (``torchrun`` on CPUs)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from rft.errors import RecipeError
 from rft.recipe.schema import DistributedSection
 from rft.train.config import ZERO_CONFIGS, zero_config_path
 
@@ -18,12 +19,24 @@ def accelerate_config(dist: DistributedSection) -> Path:
 
 
 def launch_command(recipe_path: str | Path, overrides: list[str], dist: DistributedSection, gpus: int,
-                   resume: str | None = None) -> list[str]:
-    """``accelerate launch ... -m rft.train RECIPE`` with the recipe's accelerate/DeepSpeed configs."""
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(accelerate_config(dist)),
-           "--num_processes", str(gpus)]
-    if dist.zero_stage:
-        cmd += ["--deepspeed_config_file", str(zero_config_path(dist.zero_stage, dist.offload))]
+                   resume: str | None = None, cuda: bool | None = None) -> list[str]:
+    """``accelerate launch ... -m rft.train RECIPE`` with the recipe's accelerate/DeepSpeed configs; on a
+    machine without CUDA, ``torchrun`` with ``gpus`` CPU processes (DDP over gloo: the multi-process
+    path, testable anywhere; DeepSpeed's ZeRO needs GPUs)."""
+    if cuda is None:
+        import torch
+
+        cuda = torch.cuda.is_available()
+    if cuda:
+        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(accelerate_config(dist)),
+               "--num_processes", str(gpus)]
+        if dist.zero_stage:
+            cmd += ["--deepspeed_config_file", str(zero_config_path(dist.zero_stage, dist.offload))]
+    elif dist.zero_stage:
+        raise RecipeError(f"distributed.zero_stage {dist.zero_stage} needs GPUs (DeepSpeed) and this machine has none; "
+                          f"without GPUs, --gpus {gpus} runs {gpus} CPU processes with DDP: set distributed.zero_stage=0")
+    else:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(gpus)]
     cmd += ["-m", "rft.train", str(recipe_path)]
     for assignment in overrides:
         cmd += ["--set", assignment]
