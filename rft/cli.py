@@ -20,9 +20,14 @@ def _train(args: argparse.Namespace) -> int:
         from rft.train.launch import launch
 
         return launch(args.recipe, args.set, recipe.distributed, gpus, args.resume)
+    import torch.distributed as dist
+
     from rft.train.run import train
 
     train(recipe, resume=args.resume)
+    if dist.is_initialized():  # one of several processes: leave the group together (gloo's threads otherwise
+        dist.barrier()  # can outlive the interpreter: "terminate called without an active exception")
+        dist.destroy_process_group()
     return 0
 
 

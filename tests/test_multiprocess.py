@@ -11,35 +11,44 @@ import yaml
 
 pytestmark = pytest.mark.slow
 
-SHAPES = {"kind": "synthetic_shapes", "task": "classification"}
+SHAPES = {"kind": "synthetic_shapes"}
 RECIPE = {
     "model": {"tiny": {"family": "qwen2_5_vl"}, "min_pixels": 3136, "max_pixels": 12544},
-    "data": {"datasets": [{**SHAPES, "name": "cls", "num_samples": 16}]},
-    "rewards": [{"name": "format"}, {"name": "classification_accuracy"}],
-    "grpo": {"per_device_train_batch_size": 4, "num_generations": 4, "max_completion_length": 8, "max_steps": 2},
-    "eval": {"datasets": [{**SHAPES, "name": "heldout", "num_samples": 4, "split": "eval"}], "every_steps": 1,
-             "max_new_tokens": 8},
+    "data": {
+        "datasets": [
+            {**SHAPES, "name": "det", "task": "detection", "num_samples": 12, "negative_ratio": 0.5,
+             "rewards": ["format", "detection_iou", "negative_sample"]},
+            {**SHAPES, "name": "cls", "task": "classification", "num_samples": 12, "rewards": ["format", "classification_accuracy"]},
+        ],
+        "schedule": [{"dataset": "det", "batches": 2}, {"dataset": "cls", "batches": 1}],
+    },
+    "rewards": [{"name": "format"}, {"name": "detection_iou"}, {"name": "negative_sample"}, {"name": "classification_accuracy"}],
+    "grpo": {"per_device_train_batch_size": 4, "num_generations": 4, "max_completion_length": 8, "max_steps": 3},
+    "eval": {"datasets": [{**SHAPES, "name": "heldout", "task": "classification", "num_samples": 4, "split": "eval"}],
+             "every_steps": 1, "max_new_tokens": 8},
 }
 
 
 def test_two_cpu_processes_train_evaluate_and_save(tmp_path):
     out = tmp_path / "run"
     path = tmp_path / "r.yaml"
-    path.write_text(yaml.safe_dump({**RECIPE, "output": {"dir": str(out), "report_to": [], "save_steps": 2}}))
+    path.write_text(yaml.safe_dump({**RECIPE, "output": {"dir": str(out), "report_to": [], "save_steps": 3}}))
     done = subprocess.run([sys.executable, "-m", "rft.cli", "train", str(path), "--gpus", "2"],
                           capture_output=True, text=True, timeout=600)
     log = done.stdout + done.stderr
     assert done.returncode == 0, log[-3000:]
     assert "torch.distributed.run --standalone --nproc_per_node 2" in log
     # 4 completions per process x 2 processes / 4 generations = 2 prompts per batch (1 on one process)
-    assert log.count("batches of 2, 2 steps") == 2, log[-3000:]
-    assert log.count("step    1/2") == 1  # one process group: only rank 0 reports (two would if each trained alone)
+    assert log.count("batches of 2, 3 steps") == 2, log[-3000:]
+    assert log.count("step    1/3") == 1  # one process group: only rank 0 reports (two would if each trained alone)
     metrics = json.loads((out / "metrics.json").read_text())
-    steps = [h for h in metrics["log_history"] if "reward" in h]
-    assert [h["step"] for h in steps] == [1, 2]
-    assert "eval/classification_accuracy" in steps[1]  # step 1's held-out scores, reported with step 2's metrics
+    det, det2, cls = [h for h in metrics["log_history"] if "reward" in h]
+    for logs in (det, det2):  # the schedule holds across ranks: 2 detection batches, then 1 classification batch
+        assert logs["rewards/detection_iou/mean"] is not None and logs["rewards/classification_accuracy/mean"] is None
+    assert cls["rewards/classification_accuracy/mean"] is not None and cls["rewards/detection_iou/mean"] is None
+    assert "eval/classification_accuracy" in det2  # step 1's held-out scores, reported with step 2's metrics
     assert "eval/classification_accuracy" in metrics["eval_before_grpo"] and "eval/format" in metrics["eval_after_grpo"]
-    assert (out / "checkpoint-2" / "model.safetensors").is_file()
+    assert (out / "checkpoint-3" / "model.safetensors").is_file()
     assert (out / "final" / "model.safetensors").is_file()
 
 
@@ -49,3 +58,49 @@ def test_zero_stage_without_gpus_is_a_clear_error(tmp_path):
     done = subprocess.run([sys.executable, "-m", "rft.cli", "train", str(path), "--gpus", "2"],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "distributed.zero_stage 3 needs GPUs" in done.stderr
+
+
+LENGTH_REWARD = '''
+def length_reward(completions, **columns):
+    """Shorter answers score higher (varies with every sample, so a changed rollout shows)."""
+    return [1.0 / (1 + len(c[0]["content"] if isinstance(c, list) else c)) for c in completions]
+'''
+
+
+def test_two_process_resume_repeats_the_straight_run(tmp_path):
+    """Resuming a two-process run from its step-2 checkpoint gives steps 3-4 and final weights equal to
+    the uninterrupted run's (per-rank RNG states, data order, optimizer restored)."""
+    import shutil
+
+    from safetensors.torch import load_file
+
+    plugin = tmp_path / "plugin.py"
+    plugin.write_text(LENGTH_REWARD)
+    recipe = {"model": RECIPE["model"], "data": {"datasets": [{**SHAPES, "name": "cls", "task": "classification", "num_samples": 16}]},
+              "rewards": [{"name": f"{plugin}:length_reward"}],
+              "grpo": {**RECIPE["grpo"], "max_steps": 4, "learning_rate": 1e-3}}
+
+    def run(out, *args):
+        path = tmp_path / f"{out.name}.yaml"
+        path.write_text(yaml.safe_dump({**recipe, "output": {"dir": str(out), "report_to": [], "save_steps": 2, "save_total_limit": 3}}))
+        done = subprocess.run([sys.executable, "-m", "rft.cli", "train", str(path), "--gpus", "2", *args],
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+        history = json.loads((out / "metrics.json").read_text())["log_history"]
+        return {h["step"]: (h["reward"], h["kl"]) for h in history if "reward" in h}
+
+    straight = run(tmp_path / "a")
+    b = tmp_path / "b"
+    b.mkdir()
+    for name in ("tiny_model", "data", "checkpoint-2"):
+        shutil.copytree(tmp_path / "a" / name, b / name)
+    resumed = run(b, "--resume", "latest")
+    assert sorted(resumed) == [1, 2, 3, 4]  # steps 1-2 come from the checkpoint's trainer state
+    flat = [[x for step in sorted(run) for x in run[step]] for run in (straight, resumed)]
+    assert flat[1] == pytest.approx(flat[0], abs=1e-6)  # rewards, and the KL from where GRPO started
+    assert any(straight[k][0] != straight[1][0] for k in (2, 3, 4)) and straight[3][1] > 1e-4
+    a_final, b_final = (load_file(d / "final" / "model.safetensors") for d in (tmp_path / "a", b))
+    at_checkpoint = load_file(tmp_path / "a" / "checkpoint-2" / "model.safetensors")
+    moved = max((a_final[k] - at_checkpoint[k]).abs().max().item() for k in a_final)
+    apart = max((a_final[k] - b_final[k]).abs().max().item() for k in a_final)
+    assert moved > 2e-4 and apart < 0.1 * moved

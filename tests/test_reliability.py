@@ -82,6 +82,9 @@ def test_resume_after_sigkill_is_exact(tmp_path):
     resumed = train(validate(recipe_dict(tmp_path, tmp_path / "b", ["length_reward"])), resume="latest")
     assert resumed.state.global_step == 4
     assert rewards_by_step(resumed) == pytest.approx(rewards_by_step(straight), abs=1e-6)
+    # the KL term still measures the distance from where GRPO started, not from the checkpoint
+    kl = [{h["step"]: h["kl"] for h in t.state.log_history if "kl" in h} for t in (straight, resumed)]
+    assert kl[0][3] > 1e-4 and kl[1] == pytest.approx(kl[0], rel=1e-3)
     a = load_file(tmp_path / "a" / "final" / "model.safetensors")
     b = load_file(tmp_path / "b" / "final" / "model.safetensors")
     at_checkpoint = load_file(tmp_path / "b" / "checkpoint-2" / "model.safetensors")

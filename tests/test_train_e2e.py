@@ -173,3 +173,21 @@ def test_export_writes_the_merged_adapter_as_a_plain_model(tmp_path):
     with pytest.raises(SystemExit) as exit_:
         main(["export", str(path), "--model", str(tmp_path / "nothing"), "--out", str(tmp_path / "x")])
     assert exit_.value.code == 2
+
+
+def test_kl_reference_is_the_warmed_up_model(tmp_path):
+    """GRPO after a warm-up pulls towards the warmed-up weights (TRL's reference model), not towards the
+    model before the warm-up (which would undo what the warm-up taught, e.g. the answer format)."""
+    import torch
+    from transformers import AutoModelForImageTextToText
+
+    recipe = validate({**MULTITASK, "data": {"datasets": [MULTITASK["data"]["datasets"][1]]},
+                       "rewards": [{"name": "format"}, {"name": "classification_accuracy"}],
+                       "warmup": {"steps": 2, "learning_rate": 1e-2, "batch_size": 4},
+                       "grpo": {**MULTITASK["grpo"], "max_steps": 1}, "eval": {},
+                       "output": {"dir": str(tmp_path), "report_to": []}})
+    trainer = train(recipe)
+    reference = trainer.ref_model.state_dict()
+    warmed, before = (AutoModelForImageTextToText.from_pretrained(tmp_path / d).state_dict() for d in ("warmed_up", "tiny_model"))
+    name = next(n for n in warmed if "language_model" in n and n.endswith("q_proj.weight"))
+    assert torch.equal(reference[name], warmed[name]) and not torch.equal(warmed[name], before[name])

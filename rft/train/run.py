@@ -58,6 +58,17 @@ def plan_batches(grpo: dict[str, Any], world_size: int, total_rows: int) -> Batc
     return BatchPlan(prompts, n_batches, max_steps)
 
 
+def grpo_start(recipe: Recipe, out: Path) -> str:
+    """The weights GRPO started from: the run's warmed-up model if it warmed up, else the recipe's model."""
+    from rft.models.load import tiny_model_path
+
+    if (out / WARMED_UP).is_dir():
+        return str(out / WARMED_UP)
+    if recipe.model.tiny is not None:
+        return str(tiny_model_path(recipe.model.tiny, out))
+    return str(recipe.model.path)
+
+
 def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
@@ -112,7 +123,11 @@ def train(recipe: Recipe, resume: str | None = None):
     # Under torchrun / accelerate launch every rank runs this: files shared between ranks (the
     # resolved recipe, a tiny model, resized images, the warmed-up weights) are written by the
     # local main process first, and the others read them.
-    state = PartialState(cpu=not torch.cuda.is_available())  # several CPU processes: gloo, as TrainingArguments(use_cpu) sets up
+    if not torch.cuda.is_available():
+        # Several CPU processes: gloo, as TrainingArguments(use_cpu=True) expects; each on "cpu" rather than
+        # accelerate's "cpu:RANK", which the Trainer hands torch.load as map_location when resuming (it fails).
+        os.environ.setdefault("ACCELERATE_TORCH_DEVICE", "cpu")
+    state = PartialState(cpu=not torch.cuda.is_available())
     out = Path(recipe.output.dir)
     out.mkdir(parents=True, exist_ok=True)
     if state.is_local_main_process:
@@ -145,15 +160,15 @@ def train(recipe: Recipe, resume: str | None = None):
         from rft.train.warmup import supervised_warmup
 
         supervised_warmup(loaded, [r for rs in rows.values() for r in rs], recipe.warmup, recipe.seed)
-        if recipe.rollout.backend == "vllm" or recipe.model.lora.enabled:
-            # The warmed-up weights are what vLLM must start from (it loads model.name_or_path) and
-            # the base a LoRA adapter belongs to (its adapter_config records model.name_or_path).
-            warmed = out / WARMED_UP
-            with state.local_main_process_first():
-                if state.is_local_main_process:
-                    loaded.model.save_pretrained(warmed)
-                    loaded.processor.save_pretrained(warmed)
-            loaded.model.name_or_path = loaded.model.config._name_or_path = str(warmed)
+        # GRPO starts from the warmed-up weights, and model.name_or_path must say so: TRL builds the KL
+        # reference model from it, vLLM loads it, a LoRA adapter records it as its base.
+        with state.local_main_process_first():
+            if state.is_local_main_process:
+                loaded.model.save_pretrained(out / WARMED_UP)
+                loaded.processor.save_pretrained(out / WARMED_UP)
+    if (recipe.warmup.steps and resume is None) or (resume is not None and not recipe.model.lora.enabled):
+        # A resumed run's weights come from its checkpoint, but its KL reference is still where GRPO started.
+        loaded.model.name_or_path = loaded.model.config._name_or_path = grpo_start(recipe, out)
     banned = vision_token_ids(loaded.processor.tokenizer, loaded.family, loaded.processor)
     heldout = None
     if recipe.eval.datasets:
