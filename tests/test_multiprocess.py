@@ -67,16 +67,18 @@ def length_reward(completions, **columns):
 '''
 
 
-def test_two_process_resume_repeats_the_straight_run(tmp_path):
+@pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
+def test_two_process_resume_repeats_the_straight_run(tmp_path, lora):
     """Resuming a two-process run from its step-2 checkpoint gives steps 3-4 and final weights equal to
-    the uninterrupted run's (per-rank RNG states, data order, optimizer restored)."""
+    the uninterrupted run's (per-rank RNG states, data order, optimizer restored), with or without LoRA."""
     import shutil
 
     from safetensors.torch import load_file
 
     plugin = tmp_path / "plugin.py"
     plugin.write_text(LENGTH_REWARD)
-    recipe = {"model": RECIPE["model"], "data": {"datasets": [{**SHAPES, "name": "cls", "task": "classification", "num_samples": 16}]},
+    model = {**RECIPE["model"], "lora": {"enabled": lora, "r": 4}}
+    recipe = {"model": model, "data": {"datasets": [{**SHAPES, "name": "cls", "task": "classification", "num_samples": 16}]},
               "rewards": [{"name": f"{plugin}:length_reward"}],
               "grpo": {**RECIPE["grpo"], "max_steps": 4, "learning_rate": 1e-3}}
 
@@ -99,8 +101,9 @@ def test_two_process_resume_repeats_the_straight_run(tmp_path):
     flat = [[x for step in sorted(run) for x in run[step]] for run in (straight, resumed)]
     assert flat[1] == pytest.approx(flat[0], abs=1e-6)  # rewards, and the KL from where GRPO started
     assert any(straight[k][0] != straight[1][0] for k in (2, 3, 4)) and straight[3][1] > 1e-4
-    a_final, b_final = (load_file(d / "final" / "model.safetensors") for d in (tmp_path / "a", b))
-    at_checkpoint = load_file(tmp_path / "a" / "checkpoint-2" / "model.safetensors")
+    weights = "adapter_model.safetensors" if lora else "model.safetensors"
+    a_final, b_final = (load_file(d / "final" / weights) for d in (tmp_path / "a", b))
+    at_checkpoint = load_file(tmp_path / "a" / "checkpoint-2" / weights)
     moved = max((a_final[k] - at_checkpoint[k]).abs().max().item() for k in a_final)
     apart = max((a_final[k] - b_final[k]).abs().max().item() for k in a_final)
     assert moved > 2e-4 and apart < 0.1 * moved

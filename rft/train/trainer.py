@@ -2,12 +2,14 @@
 on-policy, no extra log-prob pass for vLLM's importance-sampling correction.
 
 TRL's generation, loss and logging are TRL's; what is overridden: ``create_optimizer`` (the Trainer
-hook meant for it), and around ``_generate_and_score_completions`` / ``_compute_loss`` the place
-where the importance-sampling ratio is computed (:mod:`rft.train.onpolicy_logps`).
+hook meant for it), ``_load_from_checkpoint`` (a LoRA run's trained adapter, which transformers skips
+next to TRL's reference adapter), and around ``_generate_and_score_completions`` / ``_compute_loss``
+the place where the importance-sampling ratio is computed (:mod:`rft.train.onpolicy_logps`).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -38,6 +40,15 @@ class RftGRPOTrainer(GRPOTrainer):
             optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
             self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
         return self.optimizer
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
+        model = self.model if model is None else model
+        # TRL adds a frozen "ref" adapter to a LoRA policy; PEFT saves it in a sub-folder next to the
+        # trained adapter, and transformers then loads only the sub-folders' adapters: the trained one
+        # would silently restart from its initial values. Load it too.
+        if getattr(model, "peft_config", None) and (Path(resume_from_checkpoint) / "adapter_model.safetensors").is_file():
+            model.load_adapter(resume_from_checkpoint, model.active_adapters[0], is_trainable=True)
 
     # ------------------------------------------------------------------ the ratio from the training forward
 
