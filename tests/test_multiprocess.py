@@ -107,3 +107,34 @@ def test_two_process_resume_repeats_the_straight_run(tmp_path, lora):
     moved = max((a_final[k] - at_checkpoint[k]).abs().max().item() for k in a_final)
     apart = max((a_final[k] - b_final[k]).abs().max().item() for k in a_final)
     assert moved > 2e-4 and apart < 0.1 * moved
+
+
+FAILS_ON_RANK_0 = '''
+import os
+
+def fails_on_rank_0(completions, **columns):
+    """Raises on every sample of process 0 only (a bug that only some samples trigger)."""
+    if os.environ.get("RANK") == "0":
+        raise ValueError("bad sample")
+    return [0.5] * len(completions)
+'''
+
+
+def test_a_reward_failing_on_one_process_stops_every_process(tmp_path):
+    """The reward guard's stop decision counts all processes' samples: the process whose samples fail
+    and the one whose don't stop together, each with the clear error (deciding alone, process 0 stopped
+    on its own 4 of 4 and process 1 died on the lost peer with a gloo error)."""
+    plugin = tmp_path / "plugin.py"
+    plugin.write_text(FAILS_ON_RANK_0)
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump({
+        "model": RECIPE["model"], "data": {"datasets": [{**SHAPES, "name": "cls", "task": "classification", "num_samples": 16}]},
+        "rewards": [{"name": f"{plugin}:fails_on_rank_0"}], "grpo": {**RECIPE["grpo"], "max_steps": 4},
+        "reward_guard": {"min_samples": 4, "max_failure_rate": 0.4}, "output": {"dir": str(tmp_path / "o"), "report_to": []},
+    }))
+    done = subprocess.run([sys.executable, "-m", "rft.cli", "train", str(path), "--gpus", "2"],
+                          capture_output=True, text=True, timeout=180)
+    log = done.stdout + done.stderr
+    assert done.returncode != 0
+    assert log.count("reward 'fails_on_rank_0' failed on 4 of 8 samples (more than 40%)") == 2, log[-3000:]
+    assert len((tmp_path / "o" / "failures.jsonl").read_text().splitlines()) == 4
