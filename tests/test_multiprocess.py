@@ -138,3 +138,49 @@ def test_a_reward_failing_on_one_process_stops_every_process(tmp_path):
     assert done.returncode != 0
     assert log.count("reward 'fails_on_rank_0' failed on 4 of 8 samples (more than 40%)") == 2, log[-3000:]
     assert len((tmp_path / "o" / "failures.jsonl").read_text().splitlines()) == 4
+
+
+SLOW_REWARD = '''
+import os, time
+from pathlib import Path
+
+def slow_reward(completions, **columns):
+    """Writes this process's pid for the test, then takes its time (a step lasts about a second)."""
+    Path(os.environ["RFT_TEST_PIDS"], os.environ["RANK"]).write_text(str(os.getpid()))
+    time.sleep(0.5)
+    return [1.0 / (1 + len(c[0]["content"] if isinstance(c, list) else c)) for c in completions]
+'''
+
+
+def test_sigterm_to_one_process_stops_all_at_one_checkpoint(tmp_path):
+    """Preemption reaches the processes at different moments (here: only process 1): all of them
+    still save the same checkpoint and stop, instead of process 1 leaving alone mid-run."""
+    import os
+    import signal
+    import time
+
+    plugin, pids = tmp_path / "plugin.py", tmp_path / "pids"
+    plugin.write_text(SLOW_REWARD)
+    pids.mkdir()
+    out = tmp_path / "o"
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump({
+        "model": RECIPE["model"], "data": {"datasets": [{**SHAPES, "name": "cls", "task": "classification", "num_samples": 16}]},
+        "rewards": [{"name": f"{plugin}:slow_reward"}], "grpo": {**RECIPE["grpo"], "max_steps": 40},
+        "output": {"dir": str(out), "report_to": []},
+    }))
+    proc = subprocess.Popen([sys.executable, "-m", "rft.cli", "train", str(path), "--gpus", "2"],
+                            env={**os.environ, "RFT_TEST_PIDS": str(pids)}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not (pids / "1").is_file() and proc.poll() is None:
+        time.sleep(0.2)  # process 1 is scoring its first rollouts
+    time.sleep(1.5)
+    os.kill(int((pids / "1").read_text()), signal.SIGTERM)
+    log, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, log[-3000:]
+    assert "received SIGTERM: saving a checkpoint" in log
+    checkpoints = sorted(out.glob("checkpoint-*"))
+    assert len(checkpoints) == 1 and (checkpoints[0] / "model.safetensors").is_file()
+    step = int(checkpoints[0].name.split("-")[1])
+    assert 1 <= step < 40 and json.loads((checkpoints[0] / "trainer_state.json").read_text())["global_step"] == step

@@ -10,6 +10,7 @@ import torch
 from transformers import TrainerCallback
 
 from rft.errors import RecipeError
+from rft.train.processes import summed_over_processes
 
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
@@ -45,11 +46,19 @@ class CheckpointOnSignal(TrainerCallback):
             self.previous[sig] = signal.signal(sig, self._handle)
 
     def on_step_end(self, args, state, control, **kwargs):
+        # The signal reaches processes at different moments: all of them stop at the first step end at
+        # which any has it, and save the same checkpoint together.
+        (received_anywhere,) = summed_over_processes(int(self.received is not None))
+        if not received_anywhere:
+            return
         if self.received is not None:
             print(f"received {signal.Signals(self.received).name}: saving a checkpoint at step {state.global_step} "
                   "and stopping", flush=True)
-            control.should_save = True
-            control.should_training_stop = True
+        elif state.is_world_process_zero:
+            print(f"another process received a stop signal: saving a checkpoint at step {state.global_step} "
+                  "and stopping", flush=True)
+        control.should_save = True
+        control.should_training_stop = True
 
     def on_train_end(self, args, state, control, **kwargs):
         for sig, handler in self.previous.items():

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from rft.errors import RftError
+from rft.train.processes import summed_over_processes
 
 RewardFn = Callable[..., list]
 
@@ -73,23 +74,6 @@ class FailureLog:
                 f"reward {name!r} failed on {failed} of {seen} samples (more than {self.max_rate:.0%}); "
                 f"the failures, with completions and tracebacks, are in {self.path}"
             )
-
-
-def summed_over_processes(*counts: int) -> list[int]:
-    """``counts`` summed over the training processes (as they are with one process). Every process
-    calls each reward once a step, so all of them take the stop decision on the same totals at the same
-    call (on its own share, one process would stop the run for failures that are a small part of the
-    whole, and the others would die on the lost peer with an unrelated error)."""
-    import torch
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return list(counts)
-    from accelerate import PartialState
-
-    total = torch.tensor(counts, dtype=torch.int64, device=PartialState().device)
-    dist.all_reduce(total)
-    return [int(c) for c in total.tolist()]
 
 
 def _one(columns: dict[str, Any], i: int) -> dict[str, Any]:
