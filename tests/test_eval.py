@@ -59,3 +59,18 @@ def test_eval_without_eval_datasets_is_a_clear_error(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["eval", str(path), "--output-dir", str(tmp_path / "o")])
     assert exit_.value.code == 2 and "eval.datasets is empty" in capsys.readouterr().err
+
+
+def test_heldout_shares_cover_the_rows_in_order():
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    from rft.eval.heldout import share
+
+    @given(st.lists(st.integers(), min_size=1, max_size=40), st.integers(1, 8))
+    def check(rows, world):
+        shares = [share(rows, rank, world) for rank in range(world)]
+        assert len({len(s) for s in shares}) == 1  # the same number of batches on every process
+        assert [r for s in shares for r in s][:len(rows)] == rows
+
+    check()

@@ -184,3 +184,32 @@ def test_sigterm_to_one_process_stops_all_at_one_checkpoint(tmp_path):
     assert len(checkpoints) == 1 and (checkpoints[0] / "model.safetensors").is_file()
     step = int(checkpoints[0].name.split("-")[1])
     assert 1 <= step < 40 and json.loads((checkpoints[0] / "trainer_state.json").read_text())["global_step"] == step
+
+
+ORDER_SENSITIVE = '''
+def answer_and_row(completions, solution, **columns):
+    """A number that depends on each answer together with its own row: answers out of order change it."""
+    texts = [c[0]["content"] if isinstance(c, list) else c for c in completions]
+    return [(sum(map(ord, t)) * (1 + sum(map(ord, str(s))))) % 97 / 97 for t, s in zip(texts, solution)]
+'''
+
+
+def test_heldout_answers_are_shared_out_and_gathered_in_order(tmp_path):
+    """Two processes each answer half of the held-out rows (5 rows: one share padded) and score them
+    all: the same scores as one process answering every row."""
+    plugin = tmp_path / "plugin.py"
+    plugin.write_text(ORDER_SENSITIVE)
+    recipe = {"model": RECIPE["model"], "data": {"datasets": [{**SHAPES, "name": "cls", "task": "classification", "num_samples": 8}]},
+              "rewards": [{"name": f"{plugin}:answer_and_row"}], "grpo": {**RECIPE["grpo"], "max_steps": 1},
+              "eval": {"datasets": [{**SHAPES, "name": "heldout", "task": "classification", "num_samples": 5, "split": "eval"}],
+                       "max_new_tokens": 8, "batch_size": 1}}
+    scores = []
+    for gpus in ("1", "2"):
+        out = tmp_path / f"gpus{gpus}"
+        path = tmp_path / f"r{gpus}.yaml"
+        path.write_text(yaml.safe_dump({**recipe, "output": {"dir": str(out), "report_to": []}}))
+        done = subprocess.run([sys.executable, "-m", "rft.cli", "train", str(path), "--gpus", gpus],
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+        scores.append(json.loads((out / "metrics.json").read_text())["eval_before_grpo"])
+    assert scores[0] == scores[1] and 0 < scores[0]["eval/answer_and_row"] < 1

@@ -23,17 +23,40 @@ class HeldOut:
         self.banned_ids, self.max_new_tokens, self.batch_size = banned_ids, max_new_tokens, batch_size
 
     def __call__(self, model) -> dict[str, float]:
-        answers = generate_answers(model, self.processor, self.rows, self.banned_ids, self.max_new_tokens, self.batch_size)
+        answers = self.answers(model)
         scores = {f"eval/{fn.__name__}": mean_reward(fn, self.rows, answers) for fn in self.reward_funcs}
         return {k: v for k, v in scores.items() if not math.isnan(v)}
+
+    def answers(self, model) -> list[str]:
+        """Greedy answers for all rows; with several processes each answers its share (see
+        :func:`share`) and every process gets all answers back, in order."""
+        import torch.distributed as dist
+
+        world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+        mine = share(self.rows, dist.get_rank() if world > 1 else 0, world)
+        answers = generate_answers(model, self.processor, mine, self.banned_ids, self.max_new_tokens, self.batch_size)
+        if world == 1:
+            return answers
+        gathered: list[list[str]] = [[] for _ in range(world)]
+        dist.all_gather_object(gathered, answers)
+        return [a for part in gathered for a in part][:len(self.rows)]
+
+
+def share(rows: list, rank: int, world: int) -> list:
+    """Process ``rank``'s consecutive share of ``rows``, all shares of one length: the last are padded
+    with copies of the first row, so that every process runs the same number of batches (ZeRO-3's
+    gathered forward passes need all of them). Shares in rank order, cut to ``len(rows)``, are ``rows``."""
+    size = math.ceil(len(rows) / world)
+    mine = rows[rank * size:(rank + 1) * size]
+    return mine + rows[:1] * (size - len(mine))
 
 
 class HeldOutCallback(TrainerCallback):
     """Runs :class:`HeldOut` every ``every_steps`` steps (not at the last: the run ends with one).
 
     Scores go out through ``log_metric``, TRL's hook for extra scalars: TRL reports them with the
-    next step's metrics to every logger (TensorBoard included). Every process evaluates, so that
-    sharded (ZeRO-3) forward passes have all ranks.
+    next step's metrics to every logger (TensorBoard included). Every process answers its share of
+    the rows (ZeRO-3's sharded forward passes need all of them) and scores all the answers.
     """
 
     def __init__(self, heldout: HeldOut, every_steps: int, log_metric, print_fn=print):
