@@ -92,6 +92,10 @@ def test_two_process_resume_repeats_the_straight_run(tmp_path, lora):
         return {h["step"]: (h["reward"], h["kl"]) for h in history if "reward" in h}
 
     straight = run(tmp_path / "a")
+    from rft.train.checkpoints import process_count_note
+
+    assert process_count_note(tmp_path / "a" / "checkpoint-2", 2) is None
+    assert "written by 2 processes, on 1" in process_count_note(tmp_path / "a" / "checkpoint-2", 1)
     b = tmp_path / "b"
     b.mkdir()
     for name in ("tiny_model", "data", "checkpoint-2"):

@@ -32,6 +32,17 @@ def resolve_resume(resume: str | None, output_dir: str | Path) -> str | None:
     return str(path)
 
 
+def process_count_note(checkpoint: str | Path, processes: int) -> str | None:
+    """A warning when a checkpoint is resumed on another number of processes than wrote it (the Trainer
+    saves one RNG state per process), else None."""
+    wrote = len(list(Path(checkpoint).glob("rng_state_*.pth"))) or 1
+    if wrote == processes:
+        return None
+    return (f"resuming {checkpoint}, written by {wrote} process{'es' if wrote > 1 else ''}, on {processes}: from here on "
+            "the batches are made and sampled differently than the interrupted run's would have been "
+            "(prompts per batch and random states are per process); the run goes on, but does not repeat it")
+
+
 class CheckpointOnSignal(TrainerCallback):
     """On SIGTERM or SIGINT (preemption, Ctrl-C), finish the current step, save a checkpoint and stop."""
 

@@ -112,7 +112,9 @@ def train(recipe: Recipe, resume: str | None = None):
     from rft.eval.heldout import HeldOut, HeldOutCallback, format_scores
     from rft.models.load import load_model
     from rft.models.vision_tokens import placeholder_token_ids, vision_token_ids
-    from rft.train.checkpoints import CheckpointOnSignal, SkipNonFiniteSteps, latest_checkpoint, resolve_resume
+    from rft.train.checkpoints import (
+        CheckpointOnSignal, SkipNonFiniteSteps, latest_checkpoint, process_count_note, resolve_resume,
+    )
     from rft.train.config import RFT_DEFAULTS, grpo_config
     from rft.train.reward_guard import FailureLog, guarded
     from rft.train.reward_setup import build_rewards
@@ -138,6 +140,9 @@ def train(recipe: Recipe, resume: str | None = None):
     failures = FailureLog(out / "failures.jsonl", guard.max_failure_rate, guard.min_samples)
     reward_funcs = [guarded(fn, failures, guard.fallback, guard.timeout_s) for fn in reward_funcs]
     resume = resolve_resume(resume, out)
+    note = process_count_note(resume, world_size()) if resume is not None else None
+    if note and state.is_main_process:
+        log.warning(note)
     model_section = recipe.model
     if resume is not None and not recipe.model.lora.enabled:
         # The Trainer's own checkpoint loading skips transformers' key conversion for Qwen-VL models
