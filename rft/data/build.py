@@ -29,6 +29,7 @@ from typing import Any, Iterable, Mapping
 
 import datasets
 import jinja2
+from tqdm.auto import tqdm
 
 from rewards.coords import model_input_size
 from rft.data.images import open_image, resize_to_budget, write_atomic
@@ -52,6 +53,9 @@ TRL_FEATURES = datasets.Features({
 """Arrow types of a TRL row, the same for every task."""
 
 _JPEG_SUFFIXES = (".jpg", ".jpeg")
+
+
+PROGRESS_FROM = 500  # images: fewer are resized before a progress bar would be worth drawing
 
 
 def to_trl_rows(
@@ -83,7 +87,9 @@ def to_trl_rows(
         return _resized(row, min_pixels, max_pixels, factor, resized_dir)
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        resized = dict(zip(sources, pool.map(resize, sources.values())))
+        done = tqdm(pool.map(resize, sources.values()), total=len(sources), desc="images to the pixel budget",
+                    unit="img", disable=len(sources) < PROGRESS_FROM)
+        resized = dict(zip(sources, done))
     templates: dict[str, jinja2.Template] = {}
     out = []
     for row in checked:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -76,12 +77,15 @@ def trl_rows_for(specs: list[DatasetSpec], recipe: Recipe, loaded: LoadedModel, 
     coord_format = None if model.coord_format == "auto" else model.coord_format
     out = {}
     for spec in specs:
+        start = time.monotonic()
         rows = dataset_rows(spec, recipe.data.on_bad_image, work_dir / "cache")
         templates = {**recipe.data.templates, **({spec.task: spec.template} if spec.template and spec.task else {})}
         out[spec.name] = to_trl_rows(
             rows, family=loaded.family, min_pixels=model.min_pixels, max_pixels=model.max_pixels, factor=loaded.factor,
             resized_dir=work_dir / "resized", coord_format=coord_format, template_overrides=templates or None,
         )
+        log.info("%s: %d prompts ready (images at the pixel budget in %s) in %.1f s", spec.name, len(out[spec.name]),
+                 work_dir / "resized", time.monotonic() - start)
     return out
 
 
