@@ -36,6 +36,11 @@ def _eval(args: argparse.Namespace) -> int:
     from rft.recipe import load_recipe
 
     recipe = load_recipe(args.recipe, args.set)
+    if args.gpus > 1 and "LOCAL_RANK" not in os.environ:
+        from rft.train.launch import run, set_args, torchrun_command
+
+        passed = [f"--{k.replace('_', '-')}={v}" for k in ("model", "output_dir", "batch_size") if (v := getattr(args, k)) is not None]
+        return run(torchrun_command("rft.eval", [args.recipe, *passed, *set_args(args.set)], args.gpus))
     out = args.output_dir or str(Path(recipe.output.dir) / "eval")
     evaluate_recipe(recipe, args.model, out, args.batch_size)
     return 0
@@ -79,6 +84,8 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--model", default=None, help="checkpoint or model folder (default: the recipe's model)")
     e.add_argument("--output-dir", default=None, help="where the report goes (default: <output.dir>/eval)")
     e.add_argument("--batch-size", type=int, default=None, help="generation batch size (default: eval.batch_size)")
+    e.add_argument("--gpus", type=int, default=1, help="N processes (one per GPU, or CPU processes without GPUs), "
+                   "each answering a share of the rows")
     e.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one recipe field")
     e.set_defaults(func=_eval)
     x = sub.add_parser("export", help="write a checkpoint (LoRA adapters merged) as a plain Hugging Face model folder")

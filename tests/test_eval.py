@@ -65,7 +65,7 @@ def test_heldout_shares_cover_the_rows_in_order():
     from hypothesis import given
     from hypothesis import strategies as st
 
-    from rft.eval.heldout import share
+    from rft.processes import share
 
     @given(st.lists(st.integers(), min_size=1, max_size=40), st.integers(1, 8))
     def check(rows, world):

@@ -217,3 +217,27 @@ def test_heldout_answers_are_shared_out_and_gathered_in_order(tmp_path):
         assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
         scores.append(json.loads((out / "metrics.json").read_text())["eval_before_grpo"])
     assert scores[0] == scores[1] and 0 < scores[0]["eval/answer_and_row"] < 1
+
+
+def test_rft_eval_on_two_processes_writes_what_one_writes(tmp_path):
+    """``rft eval --gpus 2``: each process answers half of the rows (7 rows: one share padded), the
+    first writes predictions, report and pictures, the same as one process (greedy, batch size 1)."""
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump({
+        **RECIPE, "output": {"dir": str(tmp_path / "run"), "report_to": []},
+        "eval": {"datasets": [{**SHAPES, "name": "det", "task": "detection", "num_samples": 7, "negative_ratio": 0.3,
+                               "split": "eval"}], "max_new_tokens": 12, "batch_size": 1, "pictures": 2},
+    }))
+    results = []
+    for gpus in ("1", "2"):
+        out = tmp_path / f"eval{gpus}"
+        done = subprocess.run([sys.executable, "-m", "rft.cli", "eval", str(path), "--output-dir", str(out), "--gpus", gpus],
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+        report = json.loads((out / "report.json").read_text())
+        report.pop("generation_seconds")
+        predictions = [{k: v for k, v in json.loads(line).items() if k != "image"}  # the image path names the folder
+                       for line in (out / "predictions.jsonl").read_text().splitlines()]
+        results.append((predictions, report, len(list((out / "pictures").glob("*.png")))))
+    assert results[0] == results[1]
+    assert len(results[0][0]) == 7 and len({p["completion"] for p in results[0][0]}) > 1 and results[0][2] == 2

@@ -7,6 +7,7 @@ import math
 from transformers import TrainerCallback
 
 from rft.eval.generate import generate_answers, mean_reward
+from rft.processes import shared_map
 
 
 def format_scores(scores: dict[str, float]) -> str:
@@ -28,27 +29,9 @@ class HeldOut:
         return {k: v for k, v in scores.items() if not math.isnan(v)}
 
     def answers(self, model) -> list[str]:
-        """Greedy answers for all rows; with several processes each answers its share (see
-        :func:`share`) and every process gets all answers back, in order."""
-        import torch.distributed as dist
-
-        world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-        mine = share(self.rows, dist.get_rank() if world > 1 else 0, world)
-        answers = generate_answers(model, self.processor, mine, self.banned_ids, self.max_new_tokens, self.batch_size)
-        if world == 1:
-            return answers
-        gathered: list[list[str]] = [[] for _ in range(world)]
-        dist.all_gather_object(gathered, answers)
-        return [a for part in gathered for a in part][:len(self.rows)]
-
-
-def share(rows: list, rank: int, world: int) -> list:
-    """Process ``rank``'s consecutive share of ``rows``, all shares of one length: the last are padded
-    with copies of the first row, so that every process runs the same number of batches (ZeRO-3's
-    gathered forward passes need all of them). Shares in rank order, cut to ``len(rows)``, are ``rows``."""
-    size = math.ceil(len(rows) / world)
-    mine = rows[rank * size:(rank + 1) * size]
-    return mine + rows[:1] * (size - len(mine))
+        """Greedy answers for all rows, shared out among the processes (:func:`rft.processes.shared_map`)."""
+        return shared_map(lambda rows: generate_answers(model, self.processor, rows, self.banned_ids, self.max_new_tokens,
+                                                        self.batch_size), self.rows)
 
 
 class HeldOutCallback(TrainerCallback):

@@ -10,7 +10,7 @@ import torch
 from transformers import TrainerCallback
 
 from rft.errors import RecipeError
-from rft.train.processes import summed_over_processes
+from rft.processes import summed_over_processes
 
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 

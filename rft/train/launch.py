@@ -27,27 +27,34 @@ def launch_command(recipe_path: str | Path, overrides: list[str], dist: Distribu
         import torch
 
         cuda = torch.cuda.is_available()
-    if cuda:
-        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(accelerate_config(dist)),
-               "--num_processes", str(gpus)]
+    args = [str(recipe_path), *set_args(overrides), *(["--resume", resume] if resume else [])]
+    if not cuda:
         if dist.zero_stage:
-            cmd += ["--deepspeed_config_file", str(zero_config_path(dist.zero_stage, dist.offload))]
-    elif dist.zero_stage:
-        raise RecipeError(f"distributed.zero_stage {dist.zero_stage} needs GPUs (DeepSpeed) and this machine has none; "
-                          f"without GPUs, --gpus {gpus} runs {gpus} CPU processes with DDP: set distributed.zero_stage=0")
-    else:
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(gpus)]
-    cmd += ["-m", "rft.train", str(recipe_path)]
-    for assignment in overrides:
-        cmd += ["--set", assignment]
-    if resume:
-        cmd += ["--resume", resume]
-    return cmd
+            raise RecipeError(f"distributed.zero_stage {dist.zero_stage} needs GPUs (DeepSpeed) and this machine has none; "
+                              f"without GPUs, --gpus {gpus} runs {gpus} CPU processes with DDP: set distributed.zero_stage=0")
+        return torchrun_command("rft.train", args, gpus)
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(accelerate_config(dist)),
+           "--num_processes", str(gpus)]
+    if dist.zero_stage:
+        cmd += ["--deepspeed_config_file", str(zero_config_path(dist.zero_stage, dist.offload))]
+    return cmd + ["-m", "rft.train", *args]
+
+
+def torchrun_command(module: str, args: list[str], processes: int) -> list[str]:
+    """``torchrun --standalone --nproc_per_node N -m MODULE ARGS``: N processes on this machine."""
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes), "-m", module, *args]
+
+
+def set_args(overrides: list[str]) -> list[str]:
+    return [a for assignment in overrides for a in ("--set", assignment)]
 
 
 def launch(recipe_path: str | Path, overrides: list[str], dist: DistributedSection, gpus: int,
            resume: str | None = None) -> int:
     """Run the distributed training and return its exit code."""
-    cmd = launch_command(recipe_path, overrides, dist, gpus, resume)
+    return run(launch_command(recipe_path, overrides, dist, gpus, resume))
+
+
+def run(cmd: list[str]) -> int:
     print("launching:", shlex.join(cmd), flush=True)
     return subprocess.call(cmd)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from rft.errors import RftError
-from rft.train.processes import summed_over_processes
+from rft.processes import summed_over_processes
 
 RewardFn = Callable[..., list]
 

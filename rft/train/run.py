@@ -102,7 +102,6 @@ def prepare_model(recipe: Recipe, loaded, banned: list[int]):
 def train(recipe: Recipe, resume: str | None = None):
     """Run GRPO as ``recipe`` says; returns the trainer (its ``state.log_history`` holds the metrics)."""
     import torch
-    from accelerate import PartialState
     from transformers import set_seed
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
@@ -111,6 +110,7 @@ def train(recipe: Recipe, resume: str | None = None):
     from rft.data.sources import training_rows, trl_rows_for
     from rft.eval.heldout import HeldOut, HeldOutCallback, format_scores
     from rft.models.load import load_model
+    from rft.processes import process_state
     from rft.models.vision_tokens import placeholder_token_ids, vision_token_ids
     from rft.train.checkpoints import (
         CheckpointOnSignal, SkipNonFiniteSteps, latest_checkpoint, process_count_note, resolve_resume,
@@ -125,11 +125,7 @@ def train(recipe: Recipe, resume: str | None = None):
     # Under torchrun / accelerate launch every rank runs this: files shared between ranks (the
     # resolved recipe, a tiny model, resized images, the warmed-up weights) are written by the
     # local main process first, and the others read them.
-    if not torch.cuda.is_available():
-        # Several CPU processes: gloo, as TrainingArguments(use_cpu=True) expects; each on "cpu" rather than
-        # accelerate's "cpu:RANK", which the Trainer hands torch.load as map_location when resuming (it fails).
-        os.environ.setdefault("ACCELERATE_TORCH_DEVICE", "cpu")
-    state = PartialState(cpu=not torch.cuda.is_available())
+    state = process_state()
     out = Path(recipe.output.dir)
     out.mkdir(parents=True, exist_ok=True)
     if state.is_local_main_process:

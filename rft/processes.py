@@ -1,0 +1,63 @@
+"""Several processes (``torchrun`` / ``accelerate launch``): this process's state, work shared out
+among the processes, and decisions they must take together (stop, save) from counts summed over them."""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Callable, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def process_state():
+    """accelerate's ``PartialState`` of this process. Without CUDA, several processes talk over gloo
+    (as ``TrainingArguments(use_cpu=True)`` expects) and each uses the device "cpu" (accelerate's
+    "cpu:RANK" is what the Trainer hands ``torch.load`` as map_location when resuming, and it fails)."""
+    import torch
+    from accelerate import PartialState
+
+    if not torch.cuda.is_available():
+        os.environ.setdefault("ACCELERATE_TORCH_DEVICE", "cpu")
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
+def share(items: list[T], rank: int, world: int) -> list[T]:
+    """Process ``rank``'s consecutive share of ``items``, all shares of one length: the last are padded
+    with copies of the first item, so that every process does the same number of batches (ZeRO-3's
+    gathered forward passes need all of them). Shares in rank order, cut to ``len(items)``, are ``items``."""
+    size = math.ceil(len(items) / world)
+    mine = items[rank * size:(rank + 1) * size]
+    return mine + items[:1] * (size - len(mine))
+
+
+def shared_map(fn: Callable[[list[T]], list[R]], items: list[T]) -> list[R]:
+    """``fn(items)``, with each process doing ``fn`` on its :func:`share` and every process getting all
+    the results back, in order (one process: ``fn(items)``). Every process must call it (a collective)."""
+    import torch.distributed as dist
+
+    world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+    if world == 1:
+        return fn(items)
+    results = fn(share(items, dist.get_rank(), world))
+    gathered: list[list[R]] = [[] for _ in range(world)]
+    dist.all_gather_object(gathered, results)
+    return [r for part in gathered for r in part][:len(items)]
+
+
+def summed_over_processes(*counts: int) -> list[int]:
+    """``counts`` summed over the training processes (as they are with one process). Every process
+    must call it at the same point (a collective): decisions to stop a run are taken on the totals,
+    by all processes at the same step; taken by one process alone, it leaves and the others die on
+    the lost peer with an unrelated error (or wait for it)."""
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return list(counts)
+    from accelerate import PartialState
+
+    total = torch.tensor(counts, dtype=torch.int64, device=PartialState().device)
+    dist.all_reduce(total)
+    return [int(c) for c in total.tolist()]
