@@ -2,7 +2,7 @@
 # The GPU proofs of issue 6 on a machine with two GPUs (nvidia-h200-x2), in parts of under 10 minutes:
 #   bash scripts/gpu/issue6_suite.sh a   # vLLM prompt/log-prob checks, colocate fp32, LoRA+vLLM, ZeRO-3+vLLM (checkpoint -> rft eval),
 #                                        # ZeRO-2; server mode with WITH_SERVER=1
-#   bash scripts/gpu/issue6_suite.sh b   # ZeRO-2 and ZeRO-3 without vLLM, ZeRO-2 with vLLM, bf16 colocate with sleep mode
+#   bash scripts/gpu/issue6_suite.sh b   # ZeRO-2 and ZeRO-3 without vLLM (+ rft eval --gpus 1|2 of it), ZeRO-2 with vLLM, sleep mode
 #   bash scripts/gpu/issue6_suite.sh c   # encoder-cache check (rft vs TRL's reset), LoRA with the vision tower, LoRA under ZeRO-3
 #   bash scripts/gpu/issue6_suite.sh d   # one GPU: LoRA with the vision tower, a colocate run over four epochs (part c's one-GPU runs)
 #   bash scripts/gpu/issue6_suite.sh f   # one GPU: ZeRO-3 (one process) + vLLM colocate -> checkpoint -> rft eval, rft export, vLLM loads it;
@@ -77,6 +77,14 @@ a)
 b)
   LIMIT=120 bash $T zero2 --gpus 2 --set model.dtype=bfloat16 --set distributed.zero_stage=2
   time_left zero3 && LIMIT=120 bash $T zero3 --gpus 2 --set model.dtype=bfloat16 --set distributed.zero_stage=3
+  if time_left eval_two_gpus; then  # rft eval on both GPUs of the ZeRO-3 run's final model: the same report as on one
+    for n in 1 2; do
+      timeout 120 python -m rft.cli eval recipes/demo.yaml --model /tmp/rft_gpu_runs/zero3/final --gpus $n "${tiny[@]}" \
+        --set model.dtype=bfloat16 --set 'eval.datasets[0].num_samples=64' --set eval.batch_size=1 \
+        --output-dir /tmp/rft_gpu_runs/eval_gpus$n > "$OUT/eval_gpus$n.log" 2>&1
+      echo "rft eval --gpus $n: exit $?" | tee -a "$OUT/eval_gpus$n.log"; cp /tmp/rft_gpu_runs/eval_gpus$n/report.json "$OUT/eval_gpus$n.json"
+    done
+  fi
   time_left zero2_vllm && LIMIT=140 bash $T zero2_vllm --gpus 2 --set model.dtype=bfloat16 --set distributed.zero_stage=2 \
     --set rollout.backend=vllm --set rollout.vllm_mode=colocate
   time_left colocate_bf16_sleep && CUDA_VISIBLE_DEVICES=0 PORT=29513 LIMIT=120 bash $T colocate_bf16_sleep --set model.dtype=bfloat16 \
