@@ -107,8 +107,9 @@ def train(recipe: Recipe, resume: str | None = None):
 
     from rft.data.build import check_modalities, to_dataset
     from rft.data.mixing import order_rows
-    from rft.data.sources import training_rows, trl_rows_for
+    from rft.data.sources import training_rows
     from rft.eval.heldout import HeldOut, HeldOutCallback, format_scores
+    from rft.eval.run import eval_rows
     from rft.models.load import load_model
     from rft.processes import process_state
     from rft.models.vision_tokens import placeholder_token_ids, vision_token_ids
@@ -173,9 +174,13 @@ def train(recipe: Recipe, resume: str | None = None):
     banned = vision_token_ids(loaded.processor.tokenizer, loaded.family, loaded.processor)
     heldout = None
     if recipe.eval.datasets:
-        eval_rows = [r for rs in trl_rows_for(recipe.eval.datasets, recipe, loaded, out / "data").values() for r in rs]
-        heldout = HeldOut(eval_rows, build_rewards(recipe, route=False)[0], loaded.processor, banned, recipe.eval.max_new_tokens,
+        heldout_rows = eval_rows(recipe.eval.datasets, recipe, loaded, out / "data")
+        heldout = HeldOut(heldout_rows, build_rewards(recipe, route=False)[0], loaded.processor, banned, recipe.eval.max_new_tokens,
                           recipe.eval.batch_size)
+    if heldout and resume is None and recipe.distributed.zero_stage != 3:
+        # the held-out answers before GRPO on the device the trainer would move the model to next (under
+        # ZeRO-3 a whole copy on every GPU may not fit: those stay where the model is)
+        loaded.model.to(state.device)
     before = heldout(loaded.model) if heldout and resume is None else {}
     if before and state.is_main_process:
         print(f"held-out before GRPO: {format_scores(before)}", flush=True)
