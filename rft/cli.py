@@ -20,14 +20,11 @@ def _train(args: argparse.Namespace) -> int:
         from rft.train.launch import launch
 
         return launch(args.recipe, args.set, recipe.distributed, gpus, args.resume)
-    import torch.distributed as dist
-
+    from rft.processes import leave_process_group
     from rft.train.run import train
 
     train(recipe, resume=args.resume)
-    if dist.is_initialized():  # one of several processes: leave the group together (gloo's threads otherwise
-        dist.barrier()  # can outlive the interpreter: "terminate called without an active exception")
-        dist.destroy_process_group()
+    leave_process_group()
     return 0
 
 
@@ -41,8 +38,11 @@ def _eval(args: argparse.Namespace) -> int:
 
         passed = [f"--{k.replace('_', '-')}={v}" for k in ("model", "output_dir", "batch_size") if (v := getattr(args, k)) is not None]
         return run(torchrun_command("rft.eval", [args.recipe, *passed, *set_args(args.set)], args.gpus))
+    from rft.processes import leave_process_group
+
     out = args.output_dir or str(Path(recipe.output.dir) / "eval")
     evaluate_recipe(recipe, args.model, out, args.batch_size)
+    leave_process_group()
     return 0
 
 

@@ -23,6 +23,24 @@ def process_state():
     return PartialState(cpu=not torch.cuda.is_available())
 
 
+def world_size() -> int:
+    """How many processes are in this run's process group (1 without one)."""
+    import torch.distributed as dist
+
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def leave_process_group() -> None:
+    """At the end of a process among several: leave the group together (gloo's threads can otherwise
+    outlive the interpreter: "terminate called without an active exception")."""
+    import torch.distributed as dist
+
+    if world_size() > 1:
+        dist.barrier()
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def share(items: list[T], rank: int, world: int) -> list[T]:
     """Process ``rank``'s consecutive share of ``items``, all shares of one length: the last are padded
     with copies of the first item, so that every process does the same number of batches (ZeRO-3's
@@ -37,7 +55,7 @@ def shared_map(fn: Callable[[list[T]], list[R]], items: list[T]) -> list[R]:
     the results back, in order (one process: ``fn(items)``). Every process must call it (a collective)."""
     import torch.distributed as dist
 
-    world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+    world = world_size()
     if world == 1:
         return fn(items)
     results = fn(share(items, dist.get_rank(), world))
@@ -54,7 +72,7 @@ def summed_over_processes(*counts: int) -> list[int]:
     import torch
     import torch.distributed as dist
 
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+    if world_size() == 1:
         return list(counts)
     total = torch.tensor(counts, dtype=torch.int64, device=process_state().device)
     dist.all_reduce(total)

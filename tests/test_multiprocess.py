@@ -29,12 +29,16 @@ RECIPE = {
 }
 
 
+def rft(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    """``rft ARGS`` in a new process, its output captured."""
+    return subprocess.run([sys.executable, "-m", "rft.cli", *args], capture_output=True, text=True, timeout=timeout)
+
+
 def test_two_cpu_processes_train_evaluate_and_save(tmp_path):
     out = tmp_path / "run"
     path = tmp_path / "r.yaml"
     path.write_text(yaml.safe_dump({**RECIPE, "output": {"dir": str(out), "report_to": [], "save_steps": 3}}))
-    done = subprocess.run([sys.executable, "-m", "rft.cli", "train", str(path), "--gpus", "2"],
-                          capture_output=True, text=True, timeout=600)
+    done = rft("train", str(path), "--gpus", "2")
     log = done.stdout + done.stderr
     assert done.returncode == 0, log[-3000:]
     assert "torch.distributed.run --standalone --nproc_per_node 2" in log
@@ -55,8 +59,7 @@ def test_two_cpu_processes_train_evaluate_and_save(tmp_path):
 def test_zero_stage_without_gpus_is_a_clear_error(tmp_path):
     path = tmp_path / "r.yaml"
     path.write_text(yaml.safe_dump({**RECIPE, "distributed": {"zero_stage": 3}, "output": {"dir": str(tmp_path / "o")}}))
-    done = subprocess.run([sys.executable, "-m", "rft.cli", "train", str(path), "--gpus", "2"],
-                          capture_output=True, text=True, timeout=120)
+    done = rft("train", str(path), "--gpus", "2", timeout=120)
     assert done.returncode == 2 and "distributed.zero_stage 3 needs GPUs" in done.stderr
 
 
@@ -85,8 +88,7 @@ def test_two_process_resume_repeats_the_straight_run(tmp_path, lora):
     def run(out, *args):
         path = tmp_path / f"{out.name}.yaml"
         path.write_text(yaml.safe_dump({**recipe, "output": {"dir": str(out), "report_to": [], "save_steps": 2, "save_total_limit": 3}}))
-        done = subprocess.run([sys.executable, "-m", "rft.cli", "train", str(path), "--gpus", "2", *args],
-                              capture_output=True, text=True, timeout=600)
+        done = rft("train", str(path), "--gpus", "2", *args)
         assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
         history = json.loads((out / "metrics.json").read_text())["log_history"]
         return {h["step"]: (h["reward"], h["kl"]) for h in history if "reward" in h}
@@ -136,8 +138,7 @@ def test_a_reward_failing_on_one_process_stops_every_process(tmp_path):
         "rewards": [{"name": f"{plugin}:fails_on_rank_0"}], "grpo": {**RECIPE["grpo"], "max_steps": 4},
         "reward_guard": {"min_samples": 4, "max_failure_rate": 0.4}, "output": {"dir": str(tmp_path / "o"), "report_to": []},
     }))
-    done = subprocess.run([sys.executable, "-m", "rft.cli", "train", str(path), "--gpus", "2"],
-                          capture_output=True, text=True, timeout=180)
+    done = rft("train", str(path), "--gpus", "2", timeout=180)
     log = done.stdout + done.stderr
     assert done.returncode != 0
     assert log.count("reward 'fails_on_rank_0' failed on 4 of 8 samples (more than 40%)") == 2, log[-3000:]
@@ -212,8 +213,7 @@ def test_heldout_answers_are_shared_out_and_gathered_in_order(tmp_path):
         out = tmp_path / f"gpus{gpus}"
         path = tmp_path / f"r{gpus}.yaml"
         path.write_text(yaml.safe_dump({**recipe, "output": {"dir": str(out), "report_to": []}}))
-        done = subprocess.run([sys.executable, "-m", "rft.cli", "train", str(path), "--gpus", gpus],
-                              capture_output=True, text=True, timeout=600)
+        done = rft("train", str(path), "--gpus", gpus)
         assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
         scores.append(json.loads((out / "metrics.json").read_text())["eval_before_grpo"])
     assert scores[0] == scores[1] and 0 < scores[0]["eval/answer_and_row"] < 1
@@ -231,8 +231,7 @@ def test_rft_eval_on_two_processes_writes_what_one_writes(tmp_path):
     results = []
     for gpus in ("1", "2"):
         out = tmp_path / f"eval{gpus}"
-        done = subprocess.run([sys.executable, "-m", "rft.cli", "eval", str(path), "--output-dir", str(out), "--gpus", gpus],
-                              capture_output=True, text=True, timeout=600)
+        done = rft("eval", str(path), "--output-dir", str(out), "--gpus", gpus)
         assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
         report = json.loads((out / "report.json").read_text())
         report.pop("generation_seconds")

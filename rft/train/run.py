@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,10 +66,6 @@ def grpo_start(recipe: Recipe, out: Path) -> str:
     if recipe.model.tiny is not None:
         return str(tiny_model_path(recipe.model.tiny, out))
     return str(recipe.model.path)
-
-
-def world_size() -> int:
-    return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def prepare_model(recipe: Recipe, loaded, banned: list[int]):
@@ -137,7 +132,7 @@ def train(recipe: Recipe, resume: str | None = None):
     failures = FailureLog(out / "failures.jsonl", guard.max_failure_rate, guard.min_samples)
     reward_funcs = [guarded(fn, failures, guard.fallback, guard.timeout_s) for fn in reward_funcs]
     resume = resolve_resume(resume, out)
-    note = process_count_note(resume, world_size()) if resume is not None else None
+    note = process_count_note(resume, state.num_processes) if resume is not None else None
     if note and state.is_main_process:
         log.warning(note)
     model_section = recipe.model
@@ -153,7 +148,7 @@ def train(recipe: Recipe, resume: str | None = None):
         loaded = load_model(model_section, out)
         rows = training_rows(recipe, loaded, out / "data")
     check_modalities(rows, recipe.distributed.zero_stage)
-    plan = plan_batches({**RFT_DEFAULTS, **recipe.grpo}, world_size(), sum(len(r) for r in rows.values()))
+    plan = plan_batches({**RFT_DEFAULTS, **recipe.grpo}, state.num_processes, sum(len(r) for r in rows.values()))
     ordered = order_rows(rows, recipe.data, plan.prompts_per_batch, plan.n_batches, recipe.seed)
     dataset = to_dataset(ordered, recipe.speed.cache_decoded_images)
     log.info("training on %d prompts in %d batches of %d, %d steps", len(ordered), plan.n_batches,
@@ -177,11 +172,13 @@ def train(recipe: Recipe, resume: str | None = None):
         heldout_rows = eval_rows(recipe.eval.datasets, recipe, loaded, out / "data")
         heldout = HeldOut(heldout_rows, build_rewards(recipe, route=False)[0], loaded.processor, banned, recipe.eval.max_new_tokens,
                           recipe.eval.batch_size)
-    if heldout and resume is None and recipe.distributed.zero_stage != 3:
-        # the held-out answers before GRPO on the device the trainer would move the model to next (under
-        # ZeRO-3 a whole copy on every GPU may not fit: those stay where the model is)
-        loaded.model.to(state.device)
-    before = heldout(loaded.model) if heldout and resume is None else {}
+    before = {}
+    if heldout and resume is None:
+        if recipe.distributed.zero_stage != 3:
+            # on the device the trainer would move the model to next (under ZeRO-3 a whole copy on every
+            # GPU may not fit: it stays where it is)
+            loaded.model.to(state.device)
+        before = heldout(loaded.model)
     if before and state.is_main_process:
         print(f"held-out before GRPO: {format_scores(before)}", flush=True)
     model = prepare_model(recipe, loaded, banned)

@@ -79,9 +79,8 @@ def main() -> None:
     from vllm import LLM, SamplingParams
 
     from rft.models.tiny import build_tiny_vlm
-    from rft.models.vision_tokens import vision_token_ids
+    from rft.models.vision_tokens import ban_in_logits, placeholder_token_ids, vision_token_ids
     from rft.recipe.schema import ModelSection
-    from rft.models.vision_tokens import ban_in_logits, placeholder_token_ids
     from rft.train.vllm_engine import ColocatedEngine, engine_options
 
     if args.model:
