@@ -29,9 +29,6 @@ def launch_command(recipe_path: str | Path, overrides: list[str], dist: Distribu
         cuda = torch.cuda.is_available()
     args = [str(recipe_path), *set_args(overrides), *(["--resume", resume] if resume else [])]
     if not cuda:
-        if dist.zero_stage:
-            raise RecipeError(f"distributed.zero_stage {dist.zero_stage} needs GPUs (DeepSpeed) and this machine has none; "
-                              f"without GPUs, --gpus {gpus} runs {gpus} CPU processes with DDP: set distributed.zero_stage=0")
         return torchrun_command("rft.train", args, gpus)
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(accelerate_config(dist)),
            "--num_processes", str(gpus)]

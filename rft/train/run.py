@@ -121,7 +121,7 @@ def train(recipe: Recipe, resume: str | None = None):
     # Under torchrun / accelerate launch every rank runs this: files shared between ranks (the
     # resolved recipe, a tiny model, resized images, the warmed-up weights) are written by the
     # local main process first, and the others read them.
-    state = process_state()
+    state = process_state(deepspeed=recipe.distributed.zero_stage > 0)
     out = Path(recipe.output.dir)
     out.mkdir(parents=True, exist_ok=True)
     if state.is_local_main_process:
