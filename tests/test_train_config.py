@@ -71,12 +71,23 @@ def test_launch_command():
     assert cmd[-7:] == ["-m", "rft.train", "r.yaml", "--set", "grpo.beta=0", "--resume", "latest"]
 
 
-def test_launch_without_cuda_runs_cpu_processes_and_refuses_zero():
-    cmd = launch_command("r.yaml", [], DistributedSection(), 2, cuda=False)
+@pytest.mark.parametrize("dist", [DistributedSection(), DistributedSection(zero_stage=3, offload=True)], ids=["ddp", "zero3"])
+def test_launch_without_cuda_runs_cpu_processes(dist):
+    """Without GPUs, DDP and ZeRO alike run as CPU processes; ``rft.train`` reads the ZeRO config from the recipe."""
+    cmd = launch_command("r.yaml", [], dist, 2, cuda=False)
     assert cmd[1:3] == ["-m", "torch.distributed.run"] and cmd[cmd.index("--nproc_per_node") + 1] == "2"
     assert cmd[-3:] == ["-m", "rft.train", "r.yaml"]
-    with pytest.raises(RecipeError, match="distributed.zero_stage 2 needs GPUs"):
-        launch_command("r.yaml", [], DistributedSection(zero_stage=2), 2, cuda=False)
+
+
+@pytest.mark.parametrize("cuda", [True, False])
+def test_zero_without_deepspeed_says_how_to_install_it(monkeypatch, cuda):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "deepspeed" else find_spec(name, *a))
+    with pytest.raises(RecipeError, match=r'zero_stage 2 needs DeepSpeed, which is not installed: pip install -e "\.\[deepspeed\]"'):
+        launch_command("r.yaml", [], DistributedSection(zero_stage=2), 2, cuda=cuda)
+    assert launch_command("r.yaml", [], DistributedSection(), 2, cuda=cuda)  # DDP needs no DeepSpeed
 
 
 def test_plan_batches():
