@@ -56,6 +56,19 @@ def test_zero_config_selection(stage, offload, name):
     assert ("offload_param" in ds["zero_optimization"]) == offload
     assert accelerate_config(r.distributed).name == f"accelerate_{name}.yaml"
     assert accelerate_config(r.distributed).is_file()
+    if not torch.cuda.is_available():  # DeepSpeed's CPU accelerator, in the process state rft.zero set up
+        assert kw["use_cpu"] is False and kw["accelerator_config"] == {"use_configured_state": True}
+
+
+def test_zero_config_auto_values_filled_for_an_engine_rft_runs():
+    from rft.zero import deepspeed_config
+
+    ds = deepspeed_config(3, True, micro_batch=2, world_size=4, hidden_size=64, dtype=torch.bfloat16, max_grad_norm=1.0)
+    assert "auto" not in json.dumps(ds)
+    assert (ds["train_batch_size"], ds["train_micro_batch_size_per_gpu"], ds["gradient_accumulation_steps"]) == (8, 2, 1)
+    assert ds["bf16"]["enabled"] and not ds["fp16"]["enabled"] and ds["gradient_clipping"] == 1.0
+    zero = ds["zero_optimization"]
+    assert zero["stage"] == 3 and zero["offload_optimizer"]["device"] == "cpu" and zero["reduce_bucket_size"] == 64 * 64
 
 
 def test_no_deepspeed_without_zero():
