@@ -3,8 +3,9 @@ on-policy, no extra log-prob pass for vLLM's importance-sampling correction.
 
 TRL's generation, loss and logging are TRL's; what is overridden: ``create_optimizer`` (the Trainer
 hook meant for it), ``_load_from_checkpoint`` (a LoRA run's trained adapter, which transformers skips
-next to TRL's reference adapter), ``_save`` (a LoRA run's adapter under ZeRO-3), and around ``_generate_and_score_completions`` / ``_compute_loss``
-the place where the importance-sampling ratio is computed (:mod:`rft.train.onpolicy_logps`).
+next to TRL's reference adapter), ``_save`` (a LoRA run's adapter under ZeRO-3), and around
+``_generate_and_score_completions`` / ``_compute_loss`` the place where the importance-sampling ratio
+is computed (:mod:`rft.train.onpolicy_logps`).
 """
 
 from __future__ import annotations
