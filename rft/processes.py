@@ -11,15 +11,20 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-def process_state():
+def process_state(deepspeed: bool = False):
     """accelerate's ``PartialState`` of this process. Without CUDA, several processes talk over gloo
     (as ``TrainingArguments(use_cpu=True)`` expects) and each uses the device "cpu" (accelerate's
-    "cpu:RANK" is what the Trainer hands ``torch.load`` as map_location when resuming, and it fails)."""
+    "cpu:RANK" is what the Trainer hands ``torch.load`` as map_location when resuming, and it fails).
+    ``deepspeed`` (the first call decides): without CUDA, DeepSpeed's CPU accelerator over gloo."""
     import torch
     from accelerate import PartialState
 
     if not torch.cuda.is_available():
         os.environ.setdefault("ACCELERATE_TORCH_DEVICE", "cpu")
+        if deepspeed and not PartialState._shared_state:
+            from rft.zero import cpu_deepspeed_state
+
+            return cpu_deepspeed_state()
     return PartialState(cpu=not torch.cuda.is_available())
 
 

@@ -84,6 +84,17 @@ def test_lora_can_include_vision_and_train_projector(loaded):
     assert any("merger" in n and "lora_" not in n for n in trainable)
 
 
+def test_lora_including_vision_that_targets_no_vision_layer_is_an_error(tmp_path):
+    from transformers import AutoModelForImageTextToText
+
+    # Qwen2-VL's vision blocks: qkv, proj, fc1, fc2; none of the language model's *_proj names
+    model = AutoModelForImageTextToText.from_pretrained(build_tiny_vlm("qwen2_vl", tmp_path / "m"))
+    with pytest.raises(ValueError, match=r"include_vision: target_modules .* match no Linear layer of the vision tower "
+                                         r"\(its layers: fc1, fc2, proj, qkv\)"):
+        apply_lora(model, Lora(enabled=True, r=4, include_vision=True), PartSettings(vision=True))
+    assert apply_lora(model, Lora(enabled=True, r=4, include_vision=True, target_modules=["q_proj", "qkv"]), PartSettings())
+
+
 def test_weight_report_fires_on_a_damaged_checkpoint(tiny_path, tmp_path, caplog):
     damaged = tmp_path / "damaged"
     damaged.mkdir()

@@ -157,3 +157,20 @@ def test_one_nonfinite_gradient_entry_skips_the_step(bad):
         assert callback.skipped == [] and all(g is not None for g in grads)
     else:
         assert callback.skipped == [1] and all(g is None for g in grads)
+
+
+@pytest.mark.parametrize("fp16", [False, True])
+def test_a_step_deepspeed_skipped_counts_as_non_finite(fp16):
+    """Under ZeRO, DeepSpeed's step runs inside the backward pass and skips a non-finite step itself; the
+    optimizer the Trainer holds says so. fp16's loss-scale overflows are routine and not counted."""
+    from types import SimpleNamespace
+
+    from transformers import TrainerControl, TrainerState
+
+    from rft.train.checkpoints import SkipNonFiniteSteps
+
+    callback = SkipNonFiniteSteps(max_skips=3, print_fn=lambda *a, **k: None)
+    args = SimpleNamespace(fp16=fp16)
+    callback.on_optimizer_step(args, TrainerState(), TrainerControl(), optimizer=SimpleNamespace(step_was_skipped=False))
+    callback.on_optimizer_step(args, TrainerState(), TrainerControl(), optimizer=SimpleNamespace(step_was_skipped=True))
+    assert callback.skipped == ([] if fp16 else [1])

@@ -56,6 +56,19 @@ def test_zero_config_selection(stage, offload, name):
     assert ("offload_param" in ds["zero_optimization"]) == offload
     assert accelerate_config(r.distributed).name == f"accelerate_{name}.yaml"
     assert accelerate_config(r.distributed).is_file()
+    if not torch.cuda.is_available():  # DeepSpeed's CPU accelerator, in the process state rft.zero set up
+        assert kw["use_cpu"] is False and kw["accelerator_config"] == {"use_configured_state": True}
+
+
+def test_zero_config_auto_values_filled_for_an_engine_rft_runs():
+    from rft.zero import deepspeed_config
+
+    ds = deepspeed_config(3, True, micro_batch=2, world_size=4, hidden_size=64, dtype=torch.bfloat16, max_grad_norm=1.0)
+    assert "auto" not in json.dumps(ds)
+    assert (ds["train_batch_size"], ds["train_micro_batch_size_per_gpu"], ds["gradient_accumulation_steps"]) == (8, 2, 1)
+    assert ds["bf16"]["enabled"] and not ds["fp16"]["enabled"] and ds["gradient_clipping"] == 1.0
+    zero = ds["zero_optimization"]
+    assert zero["stage"] == 3 and zero["offload_optimizer"]["device"] == "cpu" and zero["reduce_bucket_size"] == 64 * 64
 
 
 def test_no_deepspeed_without_zero():
@@ -71,12 +84,23 @@ def test_launch_command():
     assert cmd[-7:] == ["-m", "rft.train", "r.yaml", "--set", "grpo.beta=0", "--resume", "latest"]
 
 
-def test_launch_without_cuda_runs_cpu_processes_and_refuses_zero():
-    cmd = launch_command("r.yaml", [], DistributedSection(), 2, cuda=False)
+@pytest.mark.parametrize("dist", [DistributedSection(), DistributedSection(zero_stage=3, offload=True)], ids=["ddp", "zero3"])
+def test_launch_without_cuda_runs_cpu_processes(dist):
+    """Without GPUs, DDP and ZeRO alike run as CPU processes; ``rft.train`` reads the ZeRO config from the recipe."""
+    cmd = launch_command("r.yaml", [], dist, 2, cuda=False)
     assert cmd[1:3] == ["-m", "torch.distributed.run"] and cmd[cmd.index("--nproc_per_node") + 1] == "2"
     assert cmd[-3:] == ["-m", "rft.train", "r.yaml"]
-    with pytest.raises(RecipeError, match="distributed.zero_stage 2 needs GPUs"):
-        launch_command("r.yaml", [], DistributedSection(zero_stage=2), 2, cuda=False)
+
+
+@pytest.mark.parametrize("cuda", [True, False])
+def test_zero_without_deepspeed_says_how_to_install_it(monkeypatch, cuda):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "deepspeed" else find_spec(name, *a))
+    with pytest.raises(RecipeError, match=r'zero_stage 2 needs DeepSpeed, which is not installed: pip install -e "\.\[deepspeed\]"'):
+        launch_command("r.yaml", [], DistributedSection(zero_stage=2), 2, cuda=cuda)
+    assert launch_command("r.yaml", [], DistributedSection(), 2, cuda=cuda)  # DDP needs no DeepSpeed
 
 
 def test_plan_batches():

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+from typing import Any, Callable, ContextManager
 
 from transformers import TrainerCallback
 
@@ -22,6 +24,9 @@ class HeldOut:
                  max_new_tokens: int, batch_size: int):
         self.rows, self.reward_funcs, self.processor = rows, reward_funcs, processor
         self.banned_ids, self.max_new_tokens, self.batch_size = banned_ids, max_new_tokens, batch_size
+        self.unwrap: Callable[[Any], ContextManager] = contextlib.nullcontext
+        """Gives the model to generate with, e.g. with a ZeRO-3 model's parameters gathered for the
+        whole generation (TRL's ``unwrap_model_for_generation``), not once per token."""
 
     def __call__(self, model) -> dict[str, float]:
         answers = self.answers(model)
@@ -30,8 +35,9 @@ class HeldOut:
 
     def answers(self, model) -> list[str]:
         """Greedy answers for all rows, shared out among the processes (:func:`rft.processes.shared_map`)."""
-        return shared_map(lambda rows: generate_answers(model, self.processor, rows, self.banned_ids, self.max_new_tokens,
-                                                        self.batch_size), self.rows)
+        with self.unwrap(model) as unwrapped:
+            return shared_map(lambda rows: generate_answers(unwrapped, self.processor, rows, self.banned_ids,
+                                                            self.max_new_tokens, self.batch_size), self.rows)
 
 
 class HeldOutCallback(TrainerCallback):

@@ -11,6 +11,8 @@ copies, as before. Recipe switch: ``speed.dedupe_images`` (on by default).
 When the vision tower (with its projector) is frozen, an image's features cannot change, so they are
 also kept across passes (:class:`FeatureCache`): the prefill, the log-prob passes and the training
 forward of a step encode each image once between them. Recipe switch: ``speed.cache_frozen_image_features``.
+Under ZeRO-3 the processes decide together, once per call, whether anyone must run the tower: its
+parameter gathers need all of them.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from rft.processes import summed_over_processes
+from rft.zero import zero3_sharded
 
 log = logging.getLogger(__name__)
 
@@ -85,17 +90,23 @@ def _cached_features(get_image_features, module: nn.Module, cache: FeatureCache)
         grids = [tuple(g) for g in image_grid_thw.tolist()]
         found = [cache.get(g, c) for g, c in zip(grids, chunks)]
         missing = [i for i, v in enumerate(found) if v is None]
-        out = None
-        if missing:
-            out = get_image_features(torch.cat([chunks[i] for i in missing]), image_grid_thw[missing], **kwargs)
+        encode = missing
+        if zero3_sharded(module.visual):
+            # The tower's parameters are gathered by all processes together, layer by layer: when any process
+            # must encode, every process runs the tower (one with nothing missing re-encodes its first image).
+            (anywhere,) = summed_over_processes(int(bool(missing)))
+            encode = missing or ([0] if anywhere else [])
+        if encode:
+            out = get_image_features(torch.cat([chunks[i] for i in encode]), image_grid_thw[encode], **kwargs)
             cache.output_type = type(out)
             deepstack = getattr(out, "deepstack_features", None)
             lengths = [f.shape[0] for f in out.pooler_output]
-            for k, i in enumerate(missing):
-                layers = [d.split(lengths)[k].detach() for d in deepstack] if deepstack else None
-                found[i] = (out.pooler_output[k].detach(), layers)
-                cache.put(grids[i], chunks[i], found[i])
-        else:
+            for k, i in enumerate(encode):
+                if found[i] is None:
+                    layers = [d.split(lengths)[k].detach() for d in deepstack] if deepstack else None
+                    found[i] = (out.pooler_output[k].detach(), layers)
+                    cache.put(grids[i], chunks[i], found[i])
+        if not missing:
             out = cache.output_type()
         out.pooler_output = tuple(f for f, _ in found)
         if found[0][1] is not None:

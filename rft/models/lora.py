@@ -20,6 +20,10 @@ def lora_targets(model: nn.Module, lora: Lora) -> list[str]:
             names.append(name)
     if not names:
         raise ValueError(f"model.lora.target_modules {lora.target_modules} matches no Linear layer of the model")
+    if lora.include_vision and not any(part_of(n) == "vision" for n in names):
+        layers = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear) and part_of(n) == "vision"})
+        raise ValueError(f"model.lora.include_vision: target_modules {lora.target_modules} match no Linear layer of the "
+                         f"vision tower (its layers: {', '.join(layers)}); add them to target_modules, or use all-linear")
     return names
 
 

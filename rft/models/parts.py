@@ -64,3 +64,14 @@ def parameter_groups(
             if chunk:
                 groups.append({"params": chunk, "lr": lr, "weight_decay": wd, "part": part})
     return groups
+
+
+def describe_groups(optimizer) -> list[dict]:
+    """Each parameter group of ``optimizer`` (a torch optimizer or the sharded one DeepSpeed wraps around
+    it): its part, learning rate as created (before any schedule), weight decay, and how many parameter
+    values this process holds for it (its shard under ZeRO)."""
+    from rft.zero import zero3_group_sizes
+
+    sizes = zero3_group_sizes(optimizer) or [sum(p.numel() for p in g["params"]) for g in optimizer.param_groups]
+    return [{"part": g.get("part"), "lr": g.get("initial_lr", g["lr"]), "weight_decay": g.get("weight_decay"), "values": n}
+            for g, n in zip(optimizer.param_groups, sizes)]

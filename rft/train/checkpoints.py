@@ -78,7 +78,12 @@ class CheckpointOnSignal(TrainerCallback):
 
 class SkipNonFiniteSteps(TrainerCallback):
     """A step whose gradients hold NaN or inf is skipped (gradients dropped before the optimizer) and
-    logged; after ``max_skips`` such steps the run saves a checkpoint and stops (``stopped`` is set)."""
+    logged; after ``max_skips`` such steps the run saves a checkpoint and stops (``stopped`` is set).
+
+    Under DeepSpeed ZeRO the gradients are DeepSpeed's and its step has run inside the backward pass:
+    ZeRO itself skips a step whose gradient norm is not finite (all processes together), and such a step
+    is counted here from the optimizer's ``step_was_skipped`` (except with fp16 loss scaling, whose
+    overflow skips while the scale settles are routine)."""
 
     def __init__(self, max_skips: int, print_fn=print):
         self.max_skips, self.print = max_skips, print_fn
@@ -93,8 +98,15 @@ class SkipNonFiniteSteps(TrainerCallback):
             return
         for p in params:
             p.grad = None  # the optimizer leaves parameters without gradients untouched
-        self.skipped.append(state.global_step + 1)
-        self.print(f"step {state.global_step + 1}: non-finite loss or gradient, step skipped "
+        self._skip(state.global_step + 1)
+
+    def on_optimizer_step(self, args, state, control, optimizer=None, **kwargs):
+        if not args.fp16 and getattr(optimizer, "step_was_skipped", False):  # DeepSpeed skipped it
+            self._skip(state.global_step + 1)
+
+    def _skip(self, step: int) -> None:
+        self.skipped.append(step)
+        self.print(f"step {step}: non-finite loss or gradient, step skipped "
                    f"({len(self.skipped)} of at most {self.max_skips})", flush=True)
 
     def on_step_end(self, args, state, control, **kwargs):

@@ -34,10 +34,13 @@ def zero_config_path(zero_stage: int, offload: bool) -> Path:
     return path
 
 
-def device_defaults(dtype: torch.dtype) -> dict[str, Any]:
+def device_defaults(dtype: torch.dtype, zero_stage: int = 0) -> dict[str, Any]:
     """Precision and device flags that follow the hardware and the model's dtype."""
     if not torch.cuda.is_available():
-        return {"use_cpu": True, "bf16": False, "fp16": False, "gradient_checkpointing": False}
+        cpu = {"bf16": False, "fp16": False, "gradient_checkpointing": False}
+        if zero_stage:  # DeepSpeed's CPU accelerator: the process state rft set up (rft.zero)
+            return {**cpu, "use_cpu": False, "accelerator_config": {"use_configured_state": True}}
+        return {**cpu, "use_cpu": True}
     return {"bf16": dtype == torch.bfloat16, "fp16": dtype == torch.float16, "gradient_checkpointing": True}
 
 
@@ -61,7 +64,7 @@ def grpo_kwargs(recipe: Recipe, dtype: torch.dtype, banned_ids: list[int], rewar
     """Every ``GRPOConfig`` argument of a run, in order of precedence: rft defaults, device, ``grpo:``,
     then the fields other recipe sections own."""
     out, roll, dist = recipe.output, recipe.rollout, recipe.distributed
-    kwargs = {**RFT_DEFAULTS, **device_defaults(dtype), **recipe.grpo}
+    kwargs = {**RFT_DEFAULTS, **device_defaults(dtype, dist.zero_stage), **recipe.grpo}
     kwargs["generation_kwargs"] = generation_ban(roll.backend, banned_ids, recipe.grpo.get("generation_kwargs"))
     kwargs.update(
         output_dir=out.dir, seed=recipe.seed, report_to=out.report_to, reward_weights=reward_weights,

@@ -7,9 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from rft.errors import RecipeError
 from rft.recipe.schema import DistributedSection
 from rft.train.config import ZERO_CONFIGS, zero_config_path
+from rft.zero import require_deepspeed
 
 
 def accelerate_config(dist: DistributedSection) -> Path:
@@ -21,17 +21,17 @@ def accelerate_config(dist: DistributedSection) -> Path:
 def launch_command(recipe_path: str | Path, overrides: list[str], dist: DistributedSection, gpus: int,
                    resume: str | None = None, cuda: bool | None = None) -> list[str]:
     """``accelerate launch ... -m rft.train RECIPE`` with the recipe's accelerate/DeepSpeed configs; on a
-    machine without CUDA, ``torchrun`` with ``gpus`` CPU processes (DDP over gloo: the multi-process
-    path, testable anywhere; DeepSpeed's ZeRO needs GPUs)."""
+    machine without CUDA, ``torchrun`` with ``gpus`` CPU processes over gloo (the multi-process path,
+    testable anywhere): DDP, or with ``zero_stage`` 2/3 DeepSpeed's CPU accelerator and the same
+    ``zero_configs/`` JSON (``rft.train`` sets its process state up, :mod:`rft.zero`)."""
     if cuda is None:
         import torch
 
         cuda = torch.cuda.is_available()
+    if dist.zero_stage:
+        require_deepspeed(dist.zero_stage)
     args = [str(recipe_path), *set_args(overrides), *(["--resume", resume] if resume else [])]
     if not cuda:
-        if dist.zero_stage:
-            raise RecipeError(f"distributed.zero_stage {dist.zero_stage} needs GPUs (DeepSpeed) and this machine has none; "
-                              f"without GPUs, --gpus {gpus} runs {gpus} CPU processes with DDP: set distributed.zero_stage=0")
         return torchrun_command("rft.train", args, gpus)
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(accelerate_config(dist)),
            "--num_processes", str(gpus)]

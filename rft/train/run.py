@@ -85,10 +85,7 @@ def prepare_model(recipe: Recipe, loaded, banned: list[int]):
         freeze_parts(loaded.model, frozen)
         model = loaded.model
     ban_in_logits(model, banned)  # the trainer's log-probs are those of the policy rollouts sample from
-    # Under ZeRO-3 a rank whose images are all cached would skip the tower's parameter gathers that the
-    # other ranks wait in: the cache is for unsharded towers only.
-    cache_frozen = recipe.speed.cache_frozen_image_features and recipe.distributed.zero_stage != 3
-    share_image_features(model, recipe.speed.dedupe_images, cache_frozen)
+    share_image_features(model, recipe.speed.dedupe_images, recipe.speed.cache_frozen_image_features)
     if recipe.speed.batched_vision_attention:
         batch_vision_attention(model)
     return model
@@ -99,6 +96,7 @@ def train(recipe: Recipe, resume: str | None = None):
     import torch
     from transformers import set_seed
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
+    from trl.models.utils import unwrap_model_for_generation
 
     from rft.data.build import check_modalities, to_dataset
     from rft.data.mixing import order_rows
@@ -117,11 +115,14 @@ def train(recipe: Recipe, resume: str | None = None):
     from rft.train.run_log import RunLog
     from rft.train.trainer import RftGRPOTrainer
     from rft.train.vllm_engine import colocated_engine_options, engine_options, reset_encoder_cache_on_server
+    from rft.zero import require_deepspeed
 
     # Under torchrun / accelerate launch every rank runs this: files shared between ranks (the
     # resolved recipe, a tiny model, resized images, the warmed-up weights) are written by the
     # local main process first, and the others read them.
-    state = process_state()
+    if recipe.distributed.zero_stage:
+        require_deepspeed(recipe.distributed.zero_stage)
+    state = process_state(deepspeed=recipe.distributed.zero_stage > 0)
     out = Path(recipe.output.dir)
     out.mkdir(parents=True, exist_ok=True)
     if state.is_local_main_process:
@@ -156,13 +157,12 @@ def train(recipe: Recipe, resume: str | None = None):
     if recipe.warmup.steps and resume is None:  # a resumed run's weights come from the checkpoint
         from rft.train.warmup import supervised_warmup
 
-        supervised_warmup(loaded, [r for rs in rows.values() for r in rs], recipe.warmup, recipe.seed)
         # GRPO starts from the warmed-up weights, and model.name_or_path must say so: TRL builds the KL
         # reference model from it, vLLM loads it, a LoRA adapter records it as its base.
-        with state.local_main_process_first():
-            if state.is_local_main_process:
-                loaded.model.save_pretrained(out / WARMED_UP)
-                loaded.processor.save_pretrained(out / WARMED_UP)
+        supervised_warmup(loaded, [r for rs in rows.values() for r in rs], recipe.warmup, recipe.seed,
+                          distributed=recipe.distributed, save_to=out / WARMED_UP)
+        if recipe.distributed.zero_stage:  # the warm-up's DeepSpeed engine holds that model: GRPO gets a fresh one
+            loaded = load_model(recipe.model.model_copy(update={"path": str(out / WARMED_UP), "tiny": None}), out)
     if (recipe.warmup.steps and resume is None) or (resume is not None and not recipe.model.lora.enabled):
         # A resumed run's weights come from its checkpoint, but its KL reference is still where GRPO started.
         loaded.model.name_or_path = loaded.model.config._name_or_path = grpo_start(recipe, out)
@@ -196,6 +196,9 @@ def train(recipe: Recipe, resume: str | None = None):
     server = getattr(getattr(trainer, "vllm_generation", None), "vllm_client", None)  # main process, server mode
     if server is not None:
         reset_encoder_cache_on_server(server)
+    if heldout is not None:  # generation from the trained model, with ZeRO-3's parameters gathered once per call
+        heldout.unwrap = lambda _: unwrap_model_for_generation(trainer.model_wrapped, trainer.accelerator,
+                                                               gather_deepspeed3_params=config.ds3_gather_for_generation)
     if heldout and recipe.eval.every_steps:
         trainer.add_callback(HeldOutCallback(heldout, recipe.eval.every_steps, trainer._log_metric))
     trainer.remove_callback(PrinterCallback)  # RunLog prints one readable line per step instead

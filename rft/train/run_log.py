@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 from transformers import TrainerCallback
 
+from rft.models.parts import describe_groups
+
 
 def number(value: object) -> float:
     """A logged value as a float; NaN for None (TRL logs None for a reward that applied to nothing)."""
@@ -74,6 +76,12 @@ class RunLog(TrainerCallback):
         self.print = print_fn
         self.extra = dict(extra or {})
         self.start = time.monotonic()
+
+    def on_train_begin(self, args, state, control, optimizer=None, **kwargs):
+        """Records the optimizer's groups (``optimizer_groups`` in ``metrics.json``): learning rate per part, and
+        the parameter values process 0 holds (all of them with DDP, its shard under ZeRO)."""
+        if state.is_world_process_zero and optimizer is not None:
+            self.extra["optimizer_groups"] = describe_groups(optimizer)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or not logs or "reward" not in logs:

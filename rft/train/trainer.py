@@ -3,8 +3,9 @@ on-policy, no extra log-prob pass for vLLM's importance-sampling correction.
 
 TRL's generation, loss and logging are TRL's; what is overridden: ``create_optimizer`` (the Trainer
 hook meant for it), ``_load_from_checkpoint`` (a LoRA run's trained adapter, which transformers skips
-next to TRL's reference adapter), and around ``_generate_and_score_completions`` / ``_compute_loss``
-the place where the importance-sampling ratio is computed (:mod:`rft.train.onpolicy_logps`).
+next to TRL's reference adapter), ``_save`` (a LoRA run's adapter under ZeRO-3), and around
+``_generate_and_score_completions`` / ``_compute_loss`` the place where the importance-sampling ratio
+is computed (:mod:`rft.train.onpolicy_logps`).
 """
 
 from __future__ import annotations
@@ -49,6 +50,19 @@ class RftGRPOTrainer(GRPOTrainer):
         # would silently restart from its initial values. Load it too.
         if getattr(model, "peft_config", None) and (Path(resume_from_checkpoint) / "adapter_model.safetensors").is_file():
             model.load_adapter(resume_from_checkpoint, model.active_adapters[0], is_trainable=True)
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        adapters = getattr(self.model, "peft_config", None)
+        if state_dict is None or not adapters:
+            return super()._save(output_dir, state_dict)
+        # Under ZeRO-3 transformers gathers only the trainable weights of a PEFT model: TRL's frozen "ref"
+        # adapter (the adapter as GRPO began, which TRL makes anew when a run resumes) is not among them, and
+        # PEFT, asked to save every adapter, fails on its missing keys. Save the adapters the weights are of.
+        output_dir = output_dir or self.args.output_dir
+        present = [name for name in adapters if any(f".{name}." in key for key in state_dict)]
+        self.model.save_pretrained(output_dir, state_dict=state_dict, selected_adapters=present)
+        self.processing_class.save_pretrained(output_dir)
+        torch.save(self.args, Path(output_dir) / "training_args.bin")
 
     # ------------------------------------------------------------------ the ratio from the training forward
 

@@ -8,16 +8,20 @@ targets among samples of the same task so the warm-up teaches nothing about the 
 from __future__ import annotations
 
 import logging
+import math
 import random
 import time
 from collections import defaultdict
+from pathlib import Path
 
 import torch
 from accelerate import PartialState
 
 from rft.data.answers import reference_answer
 from rft.data.images import open_image
-from rft.recipe.schema import WarmupSection
+from rft.processes import share, world_size
+from rft.recipe.schema import DistributedSection, WarmupSection
+from rft.zero import gathered
 
 log = logging.getLogger(__name__)
 
@@ -57,27 +61,88 @@ def batch_inputs(processor, rows: list[dict], targets: list[str]) -> dict[str, t
     return inputs
 
 
-def supervised_warmup(loaded, rows: list[dict], section: WarmupSection, seed: int, print_fn=print) -> list[float]:
-    """Train ``loaded.model`` for ``section.steps`` supervised steps on ``rows``; returns the losses."""
+def supervised_warmup(loaded, rows: list[dict], section: WarmupSection, seed: int, print_fn=print,
+                      distributed: DistributedSection | None = None, save_to: Path | None = None) -> list[float]:
+    """Train ``loaded.model`` for ``section.steps`` supervised steps on ``rows``, save it (and the processor)
+    to ``save_to`` (the first process of each machine writes); returns the losses.
+
+    With ``distributed.zero_stage`` 2/3 it trains under DeepSpeed with the recipe's ZeRO config, each
+    process on its share of every batch, the loss a mean over the whole batch's answer tokens (the same
+    steps as one process takes); the model is then left to that engine: load the saved weights anew."""
     rng = random.Random(seed)
     targets = warmup_targets(rows, section.format_only, rng)
     model = loaded.model.to(PartialState().device)  # the trainer would move it there next anyway
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=section.learning_rate)
+    engine = None
+    world, rank = world_size(), PartialState().process_index
+    if distributed is not None and distributed.zero_stage:
+        engine = zero_engine(model, optimizer, distributed, micro_batch=math.ceil(min(section.batch_size, len(rows)) / world))
     losses, start = [], time.monotonic()
     order = list(range(len(rows)))
     for step in range(section.steps):
         batch = rng.sample(order, min(section.batch_size, len(order)))
-        inputs = batch_inputs(loaded.processor, [rows[i] for i in batch], [targets[i] for i in batch])
-        inputs = {k: v.to(model.device) for k, v in inputs.items()}
-        loss = model(**inputs).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        losses.append(float(loss.detach()))
+        if engine is None:
+            inputs = batch_inputs(loaded.processor, [rows[i] for i in batch], [targets[i] for i in batch])
+            inputs = {k: v.to(model.device) for k, v in inputs.items()}
+            loss = model(**inputs).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            losses.append(float(loss.detach()))
+        else:
+            losses.append(sharded_step(engine, loaded.processor, rows, targets, batch, rank, world))
         if step % 10 == 0 or step == section.steps - 1:
             print_fn(f"warm-up {step + 1:>4}/{section.steps}  loss {losses[-1]:.3f}  {time.monotonic() - start:.0f}s", flush=True)
     model.eval()
+    if save_to is not None:
+        state = PartialState()
+        with gathered(model), state.local_main_process_first():  # ZeRO-3: every process gathers, one writes
+            if state.is_local_main_process:
+                model.save_pretrained(save_to)
+                loaded.processor.save_pretrained(save_to)
+    if engine is not None:
+        engine.destroy()
     return losses
+
+
+def zero_engine(model, optimizer, distributed: DistributedSection, micro_batch: int):
+    """A DeepSpeed engine for ``model`` with the recipe's ZeRO config (gradients clipped at 1, as without it)."""
+    import deepspeed
+
+    from rft.zero import deepspeed_config
+
+    hidden = getattr(model.config.get_text_config(), "hidden_size", 1024)
+    config = deepspeed_config(distributed.zero_stage, distributed.offload, micro_batch=micro_batch, world_size=world_size(),
+                              hidden_size=hidden, dtype=model.dtype, max_grad_norm=1.0)
+    if distributed.offload:  # DeepSpeed's CPU Adam for offloaded optimizer states, as accelerate gives the Trainer
+        from accelerate.utils.deepspeed import map_pytorch_optim_to_deepspeed
+
+        optimizer = map_pytorch_optim_to_deepspeed(optimizer)
+    engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, config=config)
+    return engine
+
+
+def sharded_step(engine, processor, rows: list[dict], targets: list[str], batch: list[int], rank: int, world: int) -> float:
+    """One step of the warm-up under DeepSpeed: this process trains on its share of ``batch`` (the last shares
+    padded with a row whose answer is not scored, so every process runs the model), with its summed token
+    loss divided by the batch's token count over all processes; DeepSpeed averages the gradients over the
+    processes, so the step is the mean-loss step on the whole batch. Returns that mean loss."""
+    import torch.distributed as dist
+
+    mine = share(batch, rank, world)
+    padding = len(mine) - len(batch[rank * len(mine):(rank + 1) * len(mine)])
+    inputs = batch_inputs(processor, [rows[i] for i in mine], [targets[i] for i in mine])
+    if padding:
+        inputs["labels"][-padding:] = -100
+    inputs = {k: v.to(engine.device) for k, v in inputs.items()}
+    tokens = (inputs["labels"][:, 1:] != -100).sum().float()
+    dist.all_reduce(tokens)
+    loss = engine(**inputs, num_items_in_batch=tokens / world).loss
+    engine.backward(loss)
+    engine.step()
+    total = loss.detach().clone()
+    dist.all_reduce(total)
+    return float(total) / world
