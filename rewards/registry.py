@@ -118,7 +118,9 @@ def get(spec: str, name: str | None = None, **opts: Any) -> RewardFn:
     """A reward callable for ``spec`` with ``opts`` bound; its ``__name__`` is ``name`` or the spec's name.
 
     Unknown options fail with the list of the reward's options (unless it takes ``**kwargs``
-    only, in which case options are passed through to it unchecked).
+    only, in which case options are passed through to it unchecked). Options come from ``opts``
+    only: a dataset column named like an option never reaches the function (a ``metric`` column
+    does not set ``grounding_iou``'s ``metric``); the option keeps its value.
     """
     reg_name, fn = resolve(spec)
     allowed = options(fn)
@@ -132,7 +134,7 @@ def get(spec: str, name: str | None = None, **opts: Any) -> RewardFn:
 
     @functools.wraps(fn)
     def reward(completions: list, **columns: Any) -> list:
-        return fn(completions, **{**columns, **opts})
+        return fn(completions, **{k: v for k, v in columns.items() if k not in allowed}, **opts)
 
     reward.__name__ = reward.__qualname__ = name or reg_name
     reward.options = {**allowed, **opts}  # type: ignore[attr-defined]
