@@ -73,12 +73,20 @@ def _synthetic(spec: DatasetSpec, cache_dir: Path) -> tuple[list[Row], LoadRepor
     except (TypeError, ValueError) as exc:
         raise DataError(f"dataset {spec.name!r}: bad options {spec.options}: {exc}") from exc
     report = LoadReport(source=f"synthetic shapes {spec.name}", rows=len(made))
-    report.negatives = sum(1 for r in made if r["task"] in ("detection", "grounding") and not r["solution"]["boxes"])
+    boxed = [r for r in made if r["task"] in ("detection", "grounding")]
+    report.negatives = sum(1 for r in boxed if not r["solution"]["boxes"])
+    if len(boxed) > report.negatives:
+        report.coordinates["pixels"] = len(boxed) - report.negatives
     return made, report
 
 
 def dataset_rows(spec: DatasetSpec, on_bad_image: str, cache_dir: Path) -> list[Row]:
     """Rows of a dataset entry, checked against its ``task`` and cut to its ``limit``."""
+    return dataset_rows_and_report(spec, on_bad_image, cache_dir)[0]
+
+
+def dataset_rows_and_report(spec: DatasetSpec, on_bad_image: str, cache_dir: Path) -> tuple[list[Row], LoadReport]:
+    """:func:`dataset_rows` and the loader's report of what it read and left out."""
     rows, report = load_rows(spec, on_bad_image, cache_dir)
     log.info("%s", report)
     if spec.task is not None:
@@ -88,7 +96,12 @@ def dataset_rows(spec: DatasetSpec, on_bad_image: str, cache_dir: Path) -> list[
                             f"are {rows[[r['id'] for r in rows].index(wrong[0])]['task']!r}")
     if not rows:
         raise DataError(f"dataset {spec.name!r} ({spec.kind} {spec.path}) has no rows")
-    return rows[: spec.limit] if spec.limit else rows
+    return (rows[: spec.limit] if spec.limit else rows), report
+
+
+def templates_for(spec: DatasetSpec, recipe: Recipe) -> dict[str, str]:
+    """Prompt templates per task for a dataset: the recipe's, and the dataset's own for its task."""
+    return {**recipe.data.templates, **({spec.task: spec.template} if spec.template and spec.task else {})}
 
 
 def trl_rows_for(specs: list[DatasetSpec], recipe: Recipe, loaded: LoadedModel, work_dir: Path) -> dict[str, list[dict]]:
@@ -101,7 +114,7 @@ def trl_rows_for(specs: list[DatasetSpec], recipe: Recipe, loaded: LoadedModel, 
     for spec in specs:
         start = time.monotonic()
         rows = dataset_rows(spec, recipe.data.on_bad_image, work_dir / "cache")
-        templates = {**recipe.data.templates, **({spec.task: spec.template} if spec.template and spec.task else {})}
+        templates = templates_for(spec, recipe)
         out[spec.name] = to_trl_rows(
             rows, family=loaded.family, min_pixels=model.min_pixels, max_pixels=model.max_pixels, factor=loaded.factor,
             resized_dir=work_dir / "resized", coord_format=coord_format, template_overrides=templates or None,
