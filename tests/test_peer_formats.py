@@ -173,13 +173,18 @@ def test_vlm_r1_rec_records(tmp_path):
          "problem": "Please provide the bounding box coordinate of the region this sentence describes: the man.",
          "normalized_solution": [10, 20, 300, 900]},
     ]
+    records.append({"image": "train2014/COCO_train2014_000000581857.jpg", "problem": "Locate: the two dogs",
+                    "normal_caption": "the two dogs", "bbox_list": [[1, 2, 30, 40], [50, 60, 70, 80]]})
     (tmp_path / "refcoco_train.json").write_text(json.dumps(records))
     rows = rows_of(tmp_path, kind="vlm_r1", path=str(tmp_path / "refcoco_train.json"), image_dir=str(tmp_path / "coco"))
-    lady, man = rows
+    lady, man, dogs = rows
+    assert dogs["task"] == "grounding" and dogs["solution"]["boxes"] == [[1.0, 2.0, 30.0, 40.0], [50.0, 60.0, 70.0, 80.0]]
     assert lady["task"] == "grounding" and lady["query"] == {"phrase": "the lady with the blue shirt"}
     assert lady["solution"]["boxes"] == [box] and lady["image_size"] == [W, H]
     assert man["query"] == {"phrase": "the man"} and man["solution"]["boxes"][0] == pytest.approx(pixels([10, 20, 300, 900]))
-    scores_one(rows, tmp_path)
+    scores_one([lady, man], tmp_path)
+    with pytest.raises(DataError, match="REC records are grounding rows"):
+        rows_of(tmp_path, kind="vlm_r1", path=str(tmp_path / "refcoco_train.json"), task="detection")
 
 
 def vlm_r1_conversation(index, image, question, answer):
@@ -306,3 +311,12 @@ def test_unreadable_rows_name_file_line_and_field(tmp_path, kind, record, messag
     path = write_jsonl(tmp_path / "v.jsonl", [good, record])
     with pytest.raises(DataError, match=message):
         rows_of(tmp_path, kind=kind, path=str(path))
+
+
+def test_vlm_r1_conversation_with_a_number_answer_is_a_class(tmp_path):
+    """Its grpo_jsonl.py accepts non-string gpt values (counting): they are class labels here."""
+    make_image(tmp_path / "a.jpg", (W, H))
+    path = write_jsonl(tmp_path / "count.jsonl", [vlm_r1_conversation(7, "a.jpg", "How many cats are there?", 3)])
+    (row,) = rows_of(tmp_path, kind="vlm_r1", path=str(path))
+    assert row["task"] == "classification" and row["solution"]["label"] == "3" and row["id"] == "peer:7"
+    assert row["query"] == {"classes": None, "problem": "How many cats are there?"}

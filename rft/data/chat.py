@@ -82,6 +82,8 @@ def _text_and_images(content: Any, where: str) -> tuple[str, list[str]]:
     """A turn's text and the images of its content parts (``messages`` content may be a list)."""
     if isinstance(content, str):
         return content, []
+    if isinstance(content, (int, float)) and not isinstance(content, bool):
+        return str(content), []  # VLM-R1 answers may be numbers
     if not isinstance(content, list):
         raise DataError(f"{where}: expected text or a list of content parts, got {type(content).__name__}")
     texts, images = [], []
