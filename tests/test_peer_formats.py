@@ -320,3 +320,16 @@ def test_vlm_r1_conversation_with_a_number_answer_is_a_class(tmp_path):
     (row,) = rows_of(tmp_path, kind="vlm_r1", path=str(path))
     assert row["task"] == "classification" and row["solution"]["label"] == "3" and row["id"] == "peer:7"
     assert row["query"] == {"classes": None, "problem": "How many cats are there?"}
+
+
+def test_messages_no_is_a_class_in_a_file_without_boxes(tmp_path):
+    """General question answering (replay data): "No" answers a question; it is not a missing object."""
+    make_image(tmp_path / "a.jpg", (W, H))
+    path = write_jsonl(tmp_path / "vqa.jsonl", [
+        {"messages": [{"role": "user", "content": "<image>Is it raining?"}, {"role": "assistant", "content": "No"}],
+         "images": ["a.jpg"]},
+        {"messages": [{"role": "user", "content": "<image>Give the bounding box of the dog."},
+                      {"role": "assistant", "content": "None"}], "images": ["a.jpg"]}])
+    rain, dog = rows_of(tmp_path, kind="messages", path=str(path))
+    assert rain["task"] == "classification" and rain["solution"]["label"] == "No"
+    assert dog["task"] == "detection" and dog["solution"]["boxes"] == []

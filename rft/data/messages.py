@@ -12,8 +12,8 @@ turns, images and answer styles). Box answers are in pixels of the original imag
 
 Tasks come from the answers: box answers make grounding rows when every box answer of the file has
 exactly one box (referring expressions), else detection rows ("None" / "No Objects" is a
-negative); the recipe's ``task`` decides instead when given. Other answers are classification
-labels. Grounding rows ask rft's grounding prompt for the box's label, else the phrase the
+negative, in a file with box answers or after a question that asks for boxes); the recipe's
+``task`` decides instead when given. Other answers are classification labels. Grounding rows ask rft's grounding prompt for the box's label, else the phrase the
 question names; detection rows use the question verbatim unless the record's ``category`` field
 or ``category_pattern`` names the category (then rft's detection prompt asks for it).
 """
@@ -21,12 +21,12 @@ or ``category_pattern`` names the category (then rft's detection prompt asks for
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
 from rft.data.chat import (
-    Answer, category_in, check_coords, compile_category_pattern, exchange, image_base, one_image, read_answer,
+    Answer, asks_for_boxes, category_in, check_coords, compile_category_pattern, exchange, image_base, one_image, read_answer,
     referring_phrase,
 )
 from rft.data.records import (
@@ -73,6 +73,9 @@ def chat_rows(
 ) -> list[Row]:
     """Rows of chat samples (module docstring says how tasks and prompts are chosen)."""
     pattern = compile_category_pattern(category_pattern)
+    if not any(s.answer.boxes for s in samples):  # no box in the file: "No" answers only the questions asking for boxes deny
+        samples = [s if s.answer.boxes is None or asks_for_boxes(s.question) else replace(s, answer=Answer(s.answer.text))
+                   for s in samples]
     boxed = [s for s in samples if s.answer.is_boxes]
     if task in BOX_TASKS:
         box_task = task
