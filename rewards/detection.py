@@ -3,6 +3,11 @@
 Each has a per-sample scoring function (``score_*``) on boxes already in original-image pixels,
 used by the TRL-facing reward and reusable by evaluation. Negative samples (no ground-truth box)
 score 1 when the answer gives no box and 0 when it gives any.
+
+All three treat labels the same way (option ``label_aware``, on by default): a predicted box can
+only match ground truth of the same label, compared after :func:`rewards.parsing.normalize_label`
+(case, punctuation, plurals: ``Helmets`` is ``helmet``); a box or ground truth without a label
+fits any label. ``label_aware=False`` ignores labels.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import numpy as np
 
 from rewards.ap import COCO_IOU_THRESHOLDS, average_precision
 from rewards.inputs import box_cases
-from rewards.matching import box_iou, match_boxes
+from rewards.matching import box_iou, label_mask, match_boxes
 from rewards.parsing import NONE_PHRASES, BoxAnswer
 from rewards.registry import register
 
@@ -82,21 +87,28 @@ def score_detection_map(
     default_confidence: float = 1.0,
     count_penalty: bool = True,
     iou: np.ndarray | None = None,
+    gt_labels: Sequence[str | None] | None = None,
+    label_aware: bool = True,
 ) -> float:
-    """COCO-style AP of the answer's boxes on this one image (class-agnostic).
+    """COCO-style AP of the answer's boxes on this one image.
 
-    Invalid boxes count as false positives at the default confidence. AP ignores false
-    positives ranked below every true one, so box spam would cost nothing; ``count_penalty``
-    (default) multiplies by min(1, #gt / #predicted). ``count_penalty=False`` is COCO's AP.
+    Detections rank by confidence, equal confidences (and missing ones, taken as
+    ``default_confidence``) in answer order, as pycocotools ranks them. Invalid boxes count as
+    false positives at the default confidence, after the valid boxes of equal confidence. With
+    ``label_aware`` a box only matches ground truth of its label (module docstring), so for one
+    category this is pycocotools' AP of that category. AP ignores false positives ranked below
+    every true one, so box spam would cost nothing; ``count_penalty`` (default) multiplies by
+    min(1, #gt / #predicted). ``count_penalty=False`` is COCO's AP.
     """
     if len(gt_boxes) == 0:
         return _negative_score(answer)
     scores = np.array([default_confidence if s is None else s for s in answer.scores] + [default_confidence] * answer.n_invalid)
-    boxes = np.vstack([answer.boxes, np.full((answer.n_invalid, 4), np.inf)])
-    # Ties in score are broken by box coordinates, so the reward does not depend on answer order.
-    order = np.lexsort((*boxes.T[::-1], -scores))
+    order = np.argsort(-scores, kind="stable")
     iou = box_iou(answer.boxes, gt_boxes) if iou is None else iou
-    ious = np.vstack([iou, np.zeros((answer.n_invalid, len(gt_boxes)))])[order]
+    mask = label_mask(answer.labels, gt_labels) if label_aware else None
+    if mask is not None:
+        iou = np.where(mask, iou, -1.0)  # never a match, at any threshold
+    ious = np.vstack([iou, np.full((answer.n_invalid, len(gt_boxes)), -1.0)])[order]
     ap = average_precision(ious, scores[order], iou_thresholds)
     return ap * min(1.0, len(gt_boxes) / answer.n_pred) if count_penalty and answer.n_pred else ap
 
@@ -153,6 +165,7 @@ def detection_map(
     iou_thresholds: str | float | Sequence[float] = "coco",
     default_confidence: float = 1.0,
     count_penalty: bool = True,
+    label_aware: bool = True,
     none_phrases: Sequence[str] = NONE_PHRASES,
     tasks: Sequence[str] = DETECTION_TASKS,
     **columns: Any,
@@ -161,7 +174,7 @@ def detection_map(
     thresholds = _thresholds(iou_thresholds)
     return [
         None if c is None else score_detection_map(
-            c.answer, c.gt_boxes, thresholds, default_confidence, count_penalty, c.iou
+            c.answer, c.gt_boxes, thresholds, default_confidence, count_penalty, c.iou, c.sample.gt_labels, label_aware
         )
         for c in box_cases(completions, columns, tasks, none_phrases)
     ]

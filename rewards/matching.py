@@ -88,14 +88,15 @@ def label_mask(
 ) -> np.ndarray | None:
     """(N, M) mask of label-compatible pairs, or None when labels rule nothing out.
 
-    A missing label on either side fits any label; labels compare after ``normalize_text``.
+    Labels compare after :func:`rewards.parsing.normalize_label` (case, punctuation, plurals);
+    a missing label on either side fits any label.
     """
     if not pred_labels or not gt_labels or len(set(pred_labels).union(gt_labels) - {None}) <= 1:
         return None
-    from rewards.parsing import normalize_text
+    from rewards.parsing import normalize_label
 
-    pred = ["" if p is None else normalize_text(p) for p in pred_labels]
-    gt = ["" if g is None else normalize_text(g) for g in gt_labels]
+    pred = ["" if p is None else normalize_label(p) for p in pred_labels]
+    gt = ["" if g is None else normalize_label(g) for g in gt_labels]
     if len(set(pred).union(gt) - {""}) <= 1:  # one category (the common case): nothing to mask
         return None
     p, g = np.array(pred, dtype=object)[:, None], np.array(gt, dtype=object)[None, :]

@@ -69,6 +69,51 @@ def normalize_text(text: str) -> str:
     return _normalize(text) if len(text) <= 256 else _normalize.__wrapped__(text)
 
 
+IRREGULAR_PLURALS: dict[str, str] = {
+    "people": "person", "persons": "person", "men": "man", "women": "woman", "children": "child",
+    "mice": "mouse", "geese": "goose", "feet": "foot", "teeth": "tooth", "oxen": "ox", "buses": "bus",
+    "knives": "knife", "leaves": "leaf", "wolves": "wolf", "shelves": "shelf", "halves": "half", "loaves": "loaf",
+    "calves": "calf", "scarves": "scarf", "wives": "wife", "lives": "life", "thieves": "thief",
+}
+"""Plurals the suffix rules of :func:`normalize_label` would get wrong."""
+
+_PLURAL_WORD = re.compile(r"[a-z]+")
+
+
+def _singular(word: str) -> str:
+    """English singular of one lower-case word by suffix rules (exact for regular plurals)."""
+    if word in IRREGULAR_PLURALS:
+        return IRREGULAR_PLURALS[word]
+    if len(word) <= 3 or not _PLURAL_WORD.fullmatch(word):
+        return word
+    if word.endswith("ies") and len(word) > 4:
+        return word[:-3] + "y"  # berries -> berry
+    if word.endswith(("sses", "shes", "ches", "xes", "zzes")):
+        return word[:-2]  # glasses -> glass, benches -> bench, boxes -> box
+    if word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        return word[:-1]  # helmets -> helmet, shoes -> shoe (but grass, cactus, axis stay)
+    return word
+
+
+def normalize_label(text: str) -> str:
+    """The one normalisation of object labels that every detection reward compares.
+
+    :func:`normalize_text` (case, ``_``/``-``/``/``, punctuation, whitespace, a leading article),
+    then the last word made singular (``"Traffic_Lights"`` -> ``"traffic light"``, ``"helmets"``
+    -> ``"helmet"``, ``"people"`` -> ``"person"``): a model that writes the plural of the asked
+    category for several boxes names the same category. Suffix rules plus a table of irregular
+    plurals; distinct words that fold together (``glass`` / ``glasses``) count as one label.
+    """
+    text = str(text)
+    return _normalize_label(text) if len(text) <= 256 else _normalize_label.__wrapped__(text)
+
+
+@lru_cache(maxsize=65536)
+def _normalize_label(text: str) -> str:
+    words = normalize_text(text).split()
+    return " ".join(words[:-1] + [_singular(words[-1])]) if words else ""
+
+
 def extract_answer(text: str, require_tags: bool = False) -> str | None:
     """The answer part of a completion, or ``None`` when there is none.
 

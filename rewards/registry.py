@@ -114,11 +114,19 @@ def resolve(spec: str) -> tuple[str, RewardFn]:
     return spec, _REGISTRY[spec]
 
 
+TRL_ARGUMENTS = frozenset({"prompts", "completion_ids", "trainer_state", "log_extra", "log_metric", "environments"})
+"""What TRL's GRPOTrainer passes a reward besides the dataset columns: it reaches a reward that names it,
+even as a keyword with a default (``*, trainer_state=None``)."""
+
+
 def get(spec: str, name: str | None = None, **opts: Any) -> RewardFn:
     """A reward callable for ``spec`` with ``opts`` bound; its ``__name__`` is ``name`` or the spec's name.
 
     Unknown options fail with the list of the reward's options (unless it takes ``**kwargs``
-    only, in which case options are passed through to it unchecked).
+    only, in which case options are passed through to it unchecked). Options come from ``opts``
+    only: a dataset column named like an option never reaches the function (a ``metric`` column
+    does not set ``grounding_iou``'s ``metric``); the option keeps its value. TRL's own arguments
+    (:data:`TRL_ARGUMENTS`) are no dataset columns and always reach it.
     """
     reg_name, fn = resolve(spec)
     allowed = options(fn)
@@ -132,7 +140,8 @@ def get(spec: str, name: str | None = None, **opts: Any) -> RewardFn:
 
     @functools.wraps(fn)
     def reward(completions: list, **columns: Any) -> list:
-        return fn(completions, **{**columns, **opts})
+        passed = {k: v for k, v in columns.items() if k not in allowed or k in TRL_ARGUMENTS}
+        return fn(completions, **{**passed, **opts})
 
     reward.__name__ = reward.__qualname__ = name or reg_name
     reward.options = {**allowed, **opts}  # type: ignore[attr-defined]

@@ -1,4 +1,4 @@
-"""The ``rft`` command: ``rft train``, ``rft eval``, ``rft export``, ``rft serve``, ``rft demo``."""
+"""The ``rft`` command: ``rft data``, ``rft train``, ``rft eval``, ``rft export``, ``rft serve``, ``rft demo``."""
 
 from __future__ import annotations
 
@@ -9,6 +9,15 @@ import sys
 from pathlib import Path
 
 from rft.errors import RftError
+
+
+def _data(args: argparse.Namespace) -> int:
+    from rft.data.check import check_recipe
+    from rft.recipe import load_recipe
+
+    recipe = load_recipe(args.recipe, args.set)
+    out = args.output_dir or str(Path(recipe.output.dir) / "data")
+    return 0 if check_recipe(recipe, out, args.pictures)["ok"] else 1
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -72,6 +81,13 @@ def _demo(args: argparse.Namespace) -> int:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rft", description="Reinforcement fine-tuning (GRPO) for vision-language models.")
     sub = p.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("data", help="load and check every dataset of a recipe (no model is loaded): rows, tasks, "
+                       "categories, image sizes, prompts; exits non-zero when a dataset fails")
+    c.add_argument("recipe", help="recipe YAML")
+    c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one recipe field")
+    c.add_argument("--output-dir", default=None, help="where summary.json and pictures/ go (default: <output.dir>/data)")
+    c.add_argument("--pictures", type=int, default=4, help="images per dataset drawn with their ground-truth boxes")
+    c.set_defaults(func=_data)
     t = sub.add_parser("train", help="train with a recipe")
     t.add_argument("recipe", help="recipe YAML")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",

@@ -20,11 +20,12 @@ def xywh(box):
     return [box[0], box[1], box[2] - box[0], box[3] - box[1]]
 
 
-def pycocotools_ap(gt, dets, scores, iou_threshold=None):
-    """AP of one image and category by pycocotools (area all, 100 detections)."""
+def pycocotools_ap(gt, dets, scores, iou_threshold=None, size=(200, 200)):
+    """AP of one image and category by pycocotools (area all, 100 detections); detections of equal
+    score rank in the order given, as pycocotools ranks the results of one image."""
     coco = COCO()
     coco.dataset = {
-        "images": [{"id": 1, "width": 200, "height": 200}],
+        "images": [{"id": 1, "width": size[0], "height": size[1]}],
         "categories": [{"id": 1, "name": "thing"}],
         "annotations": [
             {"id": i + 1, "image_id": 1, "category_id": 1, "bbox": xywh(b), "area": xywh(b)[2] * xywh(b)[3], "iscrowd": 0}
@@ -88,3 +89,40 @@ def test_count_penalty_scales_by_extra_boxes():
                 coord_format=["pixels"], task=["detection"])
     assert rewards.get("detection_map", count_penalty=False)([answer], **cols) == [pytest.approx(1.0)]
     assert rewards.get("detection_map")([answer], **cols) == [pytest.approx(0.5)]
+
+
+HELMETS = [[50, 60, 200, 300], [300, 100, 450, 350]]
+
+
+def helmet_answer(x0):
+    """Issue 15's case: the two true boxes first, then 8 small boxes far from them, no confidences."""
+    boxes = HELMETS + [[x0 + 5 * i, 400, x0 + 5 * i + 4, 470] for i in range(8)]
+    return boxes, "<answer>" + json.dumps([{"bbox_2d": b, "label": "helmet"} for b in boxes]) + "</answer>"
+
+
+@pytest.mark.parametrize("x0", [0, 460])
+def test_equal_confidences_rank_in_answer_order_as_pycocotools(x0):
+    boxes, answer = helmet_answer(x0)
+    cols = dict(task=["detection"], solution=[{"boxes": HELMETS, "labels": ["helmet", "helmet"]}], image_size=[[640, 480]],
+                coord_format=["pixels"], model_image_size=[[640, 480]])
+    coco = pycocotools_ap(HELMETS, boxes, [1.0] * len(boxes), size=(640, 480))
+    assert coco == pytest.approx(1.0)
+    assert rewards.get("detection_map", count_penalty=False)([answer], **cols) == [pytest.approx(coco, abs=1e-12)]
+    assert rewards.get("detection_map")([answer], **cols) == [pytest.approx(0.2)]  # x 2 true / 10 answered
+
+
+confidence = st.one_of(st.none(), st.sampled_from([0.3, 0.5, 0.9, 1.0]))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(int_box, min_size=1, max_size=5), st.lists(st.tuples(int_box, confidence), max_size=8),
+       st.sampled_from([None, 0.5]))
+def test_detection_map_reward_equals_pycocotools_with_ties_and_missing_confidences(gt, dets, threshold):
+    """The reward, answer order kept and no confidence read as 1.0, is pycocotools' AP of the same answer."""
+    items = [{"bbox_2d": b, "label": "thing", **({} if c is None else {"confidence": c})} for b, c in dets]
+    cols = dict(task=["detection"], solution=[{"boxes": gt, "labels": ["thing"] * len(gt)}], image_size=[[200, 200]],
+                coord_format=["pixels"])
+    options = {"count_penalty": False, **({} if threshold is None else {"iou_thresholds": threshold})}
+    value = rewards.get("detection_map", **options)([f"<answer>{json.dumps(items)}</answer>"], **cols)[0]
+    coco = pycocotools_ap(gt, [b for b, _ in dets], [1.0 if c is None else c for _, c in dets], threshold)
+    assert value == pytest.approx(coco, abs=1e-12)

@@ -101,9 +101,9 @@ def test_untagged_solution_is_a_class_name(tmp_path):
 
 
 @pytest.mark.parametrize("solution, message", [
-    ("<answer></answer>", r"record 1: solution has no answer"),
-    ("<answer>[{'Position': [400, 200, 100, 800], 'Confidence': 1}]</answer>", r"record 1: solution answer is not a list of valid boxes"),
-    ("<answer>[{'Position': [100, 200, 400, 1200]}]</answer>", r"record 1: box \[20.0, 20.0, 80.0, 120.0\] lies outside the 200x100 image"),
+    ("<answer></answer>", r"record 1 field 'solution': the answer is empty"),
+    ("<answer>[{'Position': [400, 200, 100, 800], 'Confidence': 1}]</answer>", r"record 1 field 'solution': expected a list of valid boxes"),
+    ("<answer>[{'Position': [100, 200, 400, 1200]}]</answer>", r"record 1 field 'solution': box \[20.0, 20.0, 80.0, 120.0\] lies outside the 200x100 image"),
 ])
 def test_bad_solutions(tmp_path, solution, message):
     with pytest.raises(DataError, match=message):

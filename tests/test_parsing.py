@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rewards.parsing import extract_answer, normalize_text, parse_boxes, parse_list, says_none
+from rewards.parsing import extract_answer, normalize_label, normalize_text, parse_boxes, parse_list, says_none
 
 
 @pytest.mark.parametrize(
@@ -153,6 +153,17 @@ def test_normalize_text():
     assert normalize_text("  The Golden_Retriever! ") == "golden retriever"
     assert normalize_text("sun-flower") == "sun flower"
     assert not math.isnan(len(normalize_text("\x00")))
+
+
+@pytest.mark.parametrize("label, normal", [
+    ("helmet", "helmet"), ("Helmets", "helmet"), ("the Traffic_Lights", "traffic light"), ("berries", "berry"),
+    ("boxes", "box"), ("benches", "bench"), ("glasses", "glass"), ("shoes", "shoe"), ("people", "person"),
+    ("knives", "knife"), ("buses", "bus"), ("bus", "bus"), ("grass", "grass"), ("cactus", "cactus"),
+    ("axis", "axis"), ("gas", "gas"), ("sports ball", "sports ball"), ("Hot-Dogs!", "hot dog"), ("", ""),
+])
+def test_normalize_label(label, normal):
+    assert normalize_label(label) == normal
+    assert normalize_label(normal) == normal  # idempotent: a singular label stays as it is
 
 
 def test_parse_list():

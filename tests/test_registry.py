@@ -107,3 +107,20 @@ def test_check_reward_accepts_builtins_and_catches_broken_plugins():
 
     with pytest.raises(AssertionError, match="values for"):
         check_reward(wrong_length, samples[:1] * 2)
+
+
+def test_columns_never_bind_to_options_but_trl_arguments_reach_the_reward():
+    """A dataset column named like an option does not set it; what TRL passes besides the columns
+    (trainer_state, log_metric, ...) reaches a reward that declares it as a keyword with a default."""
+    seen = {}
+
+    def scaled(completions, *, scale: float = 1.0, trainer_state=None, log_metric=None, **columns):
+        seen.update(state=trainer_state, log_metric=log_metric, columns=sorted(columns))
+        return [scale] * len(completions)
+
+    rewards.register("test_registry_scaled")(scaled)
+    fn = rewards.get("test_registry_scaled")
+    state = object()
+    assert fn(["a"], scale=[9.0], trainer_state=state, log_metric=print, solution=["x"]) == [1.0]
+    assert seen == {"state": state, "log_metric": print, "columns": ["solution"]}
+    assert rewards.get("test_registry_scaled", scale=0.5)(["a"], scale=[9.0]) == [0.5]

@@ -37,12 +37,19 @@ def test_arbitrary_text_gives_finite_values_in_range(text, gt):
 @settings(max_examples=80, deadline=None)
 @given(st.lists(int_box, min_size=1, max_size=6), st.lists(int_box, min_size=0, max_size=8), st.randoms())
 def test_permutation_invariance_of_predicted_boxes(gt, pred, rnd):
-    shuffled = list(pred)
-    rnd.shuffle(shuffled)
+    """Matching rewards ignore answer order; AP ranks by confidence, so it does too when confidences
+    differ (equal ones rank in answer order, as pycocotools: tests/test_ap.py)."""
+    order = list(range(len(pred)))
+    rnd.shuffle(order)
     cols = det_columns(gt, "pixels")
-    for name in ["detection_iou", "detection_confidence", "detection_map"]:
-        a, b = call(rewards.get(name), [det_answer(pred, "pixels"), det_answer(shuffled, "pixels")], **cols)
+    for name in ["detection_iou", "detection_confidence"]:
+        a, b = call(rewards.get(name), [det_answer(pred, "pixels"), det_answer([pred[i] for i in order], "pixels")], **cols)
         assert a == pytest.approx(b, abs=1e-12), name
+    confidences = [0.05 + 0.9 * i / max(1, len(pred)) for i in range(len(pred))]
+    ranked = "<answer>" + json.dumps([{"bbox_2d": b, "confidence": c} for b, c in zip(pred, confidences)]) + "</answer>"
+    shuffled = "<answer>" + json.dumps([{"bbox_2d": pred[i], "confidence": confidences[i]} for i in order]) + "</answer>"
+    a, b = call(rewards.get("detection_map"), [ranked, shuffled], **cols)
+    assert a == pytest.approx(b, abs=1e-12)
 
 
 @settings(max_examples=80, deadline=None)

@@ -1,5 +1,7 @@
 """Each built-in reward on hand-worked cases, in every coordinate convention."""
 
+import json
+
 import pytest
 
 import rewards
@@ -40,6 +42,54 @@ def test_detection_iou_is_label_aware():
     right = det_answer([[0, 0, 100, 100]], "pixels", image_size=(400, 400), label="Dog")
     assert call(rewards.get("detection_iou"), [wrong, right], **cols) == [0.0, 1.0]
     assert call(rewards.get("detection_iou", label_aware=False), [wrong], **cols) == [1.0]
+
+
+DETECTION_REWARDS = ["detection_iou", "detection_confidence", "detection_map"]
+
+
+def labelled(boxes, labels):
+    return "<answer>" + json.dumps([{"bbox_2d": b, "label": lab} for b, lab in zip(boxes, labels)]) + "</answer>"
+
+
+def test_detection_rewards_treat_labels_alike():
+    """Issue 15: swapped labels scored 1.0 by detection_map and 0 by detection_iou; "helmets" for
+    "helmet" scored 0 by two rewards and 1.0 by the third. One rule now, one option to turn it off."""
+    boxes = [[50, 60, 200, 300], [300, 100, 450, 350]]
+    two = det_columns(boxes, "pixels", labels=["helmet", "person"])
+    swapped, right = labelled(boxes, ["person", "helmet"]), labelled(boxes, ["Helmet", "person"])
+    one = det_columns(boxes, "pixels", labels=["helmet", "helmet"])
+    plural, other = labelled(boxes, ["helmets", "helmets"]), labelled(boxes, ["hats", "hats"])
+    for name in DETECTION_REWARDS:
+        assert call(rewards.get(name), [swapped, right], **two) == [0.0, pytest.approx(1.0)], name
+        assert call(rewards.get(name), [plural, other], **one) == [pytest.approx(1.0), 0.0], name
+        assert call(rewards.get(name, label_aware=False), [swapped, other], **two) == [pytest.approx(1.0)] * 2, name
+        assert call(rewards.get(name), [swapped], **two, label_aware=False) == [0.0], name  # a column is no option
+    unlabelled = det_answer(boxes, "pixels")  # a box without a label fits any label
+    assert [call(rewards.get(n), [unlabelled], **two)[0] for n in DETECTION_REWARDS] == [pytest.approx(1.0)] * 3
+
+
+@pytest.mark.parametrize("column, reward, task", [
+    ("metric", "grounding_iou", "grounding"),           # raised ValueError
+    ("template", "format", "grounding"),               # raised TypeError
+    ("classes", "classification_accuracy", "classification"),  # changed the score
+    ("none_phrases", "negative_sample", "detection"),   # changed the score
+])
+def test_dataset_columns_never_bind_to_reward_options(column, reward, task):
+    """Issue 15: a dataset column named like a reward option became that option."""
+    completions = {
+        "grounding": "<think>x</think><answer>[[0, 0, 100, 100]]</answer>",
+        "classification": "<answer>It is a daisy.</answer>",
+        "detection": "<answer>nope</answer>",
+    }
+    values = {"metric": "the red car", "template": None, "classes": ["daisy", "rose"], "none_phrases": ["nope"]}
+    cols = {"grounding": det_columns([[0, 0, 100, 100]], "pixels", task="grounding"),
+            "classification": {"task": "classification", "solution": {"label": "daisy"}},
+            "detection": det_columns([], "pixels")}[task]
+    fn = rewards.get(reward)
+    plain = call(fn, [completions[task]], **cols)
+    assert call(fn, [completions[task]], **cols, **{column: values[column]}) == plain
+    if column in ("classes", "none_phrases"):  # the option itself still changes the score
+        assert call(rewards.get(reward, **{column: values[column]}), [completions[task]], **cols) != plain
 
 
 def test_detection_on_a_resized_qwen25_image():

@@ -92,3 +92,18 @@ def test_deterministic(tmp_path: Path) -> None:
 def test_unknown_family(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown family"):
         build_tiny_vlm("llava", tmp_path)
+
+
+def test_geometry_read_from_files_is_the_loaded_processors(checkpoint: tuple[str, Path]) -> None:
+    """`rft data` reads family and factor from the model's files; they are what loading it gives."""
+    from rft.models.geometry import model_geometry
+    from rft.recipe.schema import ModelSection, TinyModel
+
+    family, path = checkpoint
+    processor = AutoProcessor.from_pretrained(path)
+    factor = processor.image_processor.patch_size * processor.image_processor.merge_size
+    geometry = model_geometry(ModelSection(path=str(path)))
+    assert (geometry.family, geometry.factor) == (family, factor)
+    assert "processor_config.json" in geometry.source  # read from the files, not the family's default
+    tiny = model_geometry(ModelSection(tiny=TinyModel(family=family)))
+    assert (tiny.family, tiny.factor) == (family, factor)

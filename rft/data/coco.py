@@ -98,6 +98,7 @@ def load_coco_detection(
             "solution": {"boxes": found, "labels": [labels[j]] * len(found)},
             "query": {"category": labels[j]},
         })
+    report.coordinates["pixels (COCO [x, y, width, height])"] = len(boxes)
     return finish(rows, report)
 
 

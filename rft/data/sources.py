@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Callable
 
 from rft.data.records import LoadReport, Row
-from rft.errors import DataError
+from rft.errors import DataError, RecipeError
 from rft.recipe.schema import DatasetSpec, Recipe
 
 if TYPE_CHECKING:
@@ -18,45 +19,74 @@ log = logging.getLogger(__name__)
 
 
 def load_rows(spec: DatasetSpec, on_bad_image: str, cache_dir: Path) -> tuple[list[Row], LoadReport]:
-    """The rows of one dataset entry of a recipe."""
-    from rft.data import classification, coco, grounding, rows, tagging, visual_rft
+    """The rows of one dataset entry of a recipe: every field the entry sets reaches its kind's
+    loader (:data:`rft.recipe.schema.KIND_FIELDS`), and ``options`` its other keyword arguments."""
+    from rft.data import classification, coco, grounding, messages, rows, tagging, visual_rft, vlm_r1
 
     common = {"name": spec.name, "on_bad_image": on_bad_image}
+    files = {"path": spec.path, "image_root": spec.image_dir, **common}
     kind = spec.kind
-    if kind == "coco":
-        return coco.load_coco_detection(spec.path, spec.image_dir or Path(spec.path).parent, negative_ratio=spec.negative_ratio,
-                                        categories=spec.categories, seed=spec.seed, **common)
-    if kind == "image_folder":
-        return classification.load_image_folder(spec.path, **common)
-    if kind == "classification_jsonl":
-        return classification.load_classification_jsonl(spec.path, image_root=spec.image_dir, **common)
-    if kind == "hf_classification":
-        return classification.load_hf_classification(spec.path, cache_dir=cache_dir / spec.name, split=spec.split,
-                                                     image_column=spec.image_column, label_column=spec.label_column, **common)
-    if kind == "grounding_jsonl":
-        return grounding.load_grounding_jsonl(spec.path, image_root=spec.image_dir, **common)
-    if kind == "tagging_jsonl":
-        return tagging.load_tagging_jsonl(spec.path, image_root=spec.image_dir, **common)
-    if kind == "visual_rft":
-        return visual_rft.load_visual_rft(spec.path, image_root=spec.image_dir, cache_dir=cache_dir / spec.name, **common)
-    if kind == "rows_jsonl":
-        loaded, report = rows.load_rows_jsonl(spec.path, image_root=spec.image_dir, on_bad_image=on_bad_image)
-        return [{**r, "dataset": spec.name} for r in loaded], report
     if kind == "synthetic_shapes":
-        from rft.data.synthetic import make_shapes
+        return _synthetic(spec, cache_dir)
+    if kind == "rows_jsonl":
+        loaded, report = _call(rows.load_rows_jsonl, spec, path=spec.path, image_root=spec.image_dir,
+                               on_bad_image=on_bad_image)
+        return [{**r, "dataset": spec.name} for r in loaded], report
+    calls = {
+        "coco": lambda: _call(coco.load_coco_detection, spec, annotation_file=spec.path,
+                              image_dir=spec.image_dir or Path(spec.path).parent, negative_ratio=spec.negative_ratio,
+                              categories=spec.categories, seed=spec.seed, **common),
+        "image_folder": lambda: _call(classification.load_image_folder, spec, root=spec.path, **common),
+        "classification_jsonl": lambda: _call(classification.load_classification_jsonl, spec, **files),
+        "hf_classification": lambda: _call(classification.load_hf_classification, spec, source=spec.path,
+                                           cache_dir=cache_dir / spec.name, split=spec.split,
+                                           image_column=spec.image_column, label_column=spec.label_column, **common),
+        "grounding_jsonl": lambda: _call(grounding.load_grounding_jsonl, spec, **files),
+        "tagging_jsonl": lambda: _call(tagging.load_tagging_jsonl, spec, **files),
+        "visual_rft": lambda: _call(visual_rft.load_visual_rft, spec, source=spec.path, split=spec.split,
+                                    image_root=spec.image_dir, cache_dir=cache_dir / spec.name, **common),
+        "vlm_r1": lambda: _call(vlm_r1.load_vlm_r1, spec, task=spec.task, **files),
+        "messages": lambda: _call(messages.load_messages, spec, task=spec.task, **files),
+    }
+    if kind not in calls:
+        raise DataError(f"dataset {spec.name!r}: unknown kind {kind!r}")
+    return calls[kind]()
 
-        try:
-            made = make_shapes(cache_dir / f"{spec.name}_{spec.split}", spec.num_samples, task=spec.task or "classification",
-                               seed=spec.seed, split=spec.split, negative_ratio=spec.negative_ratio, dataset=spec.name,
-                               **spec.options)
-        except TypeError as exc:
-            raise DataError(f"dataset {spec.name!r}: bad options {spec.options}: {exc}") from exc
-        return made, LoadReport(source=f"synthetic shapes {spec.name}", rows=len(made))
-    raise DataError(f"dataset {spec.name!r}: unknown kind {kind!r}")
+
+def _call(load: Callable[..., Any], spec: DatasetSpec, **arguments: Any) -> Any:
+    """``load(**arguments, **spec.options)``; an option the loader does not take is an error listing those it does."""
+    taken = {n for n, p in inspect.signature(load).parameters.items() if p.kind is p.KEYWORD_ONLY} - set(arguments)
+    unknown = sorted(set(spec.options) - taken)
+    if unknown:
+        raise RecipeError(f"dataset {spec.name!r}: {', '.join(map(repr, unknown))} is not an option of kind {spec.kind!r}; "
+                          f"its options: {', '.join(sorted(taken)) or '(none)'}")
+    return load(**arguments, **spec.options)
+
+
+def _synthetic(spec: DatasetSpec, cache_dir: Path) -> tuple[list[Row], LoadReport]:
+    from rft.data.synthetic import make_shapes
+
+    try:
+        made = _call(make_shapes, spec, out_dir=cache_dir / f"{spec.name}_{spec.split}", n=spec.num_samples,
+                     task=spec.task or "classification", seed=spec.seed, split=spec.split,
+                     negative_ratio=spec.negative_ratio, dataset=spec.name)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"dataset {spec.name!r}: bad options {spec.options}: {exc}") from exc
+    report = LoadReport(source=f"synthetic shapes {spec.name}", rows=len(made))
+    boxed = [r for r in made if r["task"] in ("detection", "grounding")]
+    report.negatives = sum(1 for r in boxed if not r["solution"]["boxes"])
+    if len(boxed) > report.negatives:
+        report.coordinates["pixels"] = len(boxed) - report.negatives
+    return made, report
 
 
 def dataset_rows(spec: DatasetSpec, on_bad_image: str, cache_dir: Path) -> list[Row]:
     """Rows of a dataset entry, checked against its ``task`` and cut to its ``limit``."""
+    return dataset_rows_and_report(spec, on_bad_image, cache_dir)[0]
+
+
+def dataset_rows_and_report(spec: DatasetSpec, on_bad_image: str, cache_dir: Path) -> tuple[list[Row], LoadReport]:
+    """:func:`dataset_rows` and the loader's report of what it read and left out."""
     rows, report = load_rows(spec, on_bad_image, cache_dir)
     log.info("%s", report)
     if spec.task is not None:
@@ -66,7 +96,12 @@ def dataset_rows(spec: DatasetSpec, on_bad_image: str, cache_dir: Path) -> list[
                             f"are {rows[[r['id'] for r in rows].index(wrong[0])]['task']!r}")
     if not rows:
         raise DataError(f"dataset {spec.name!r} ({spec.kind} {spec.path}) has no rows")
-    return rows[: spec.limit] if spec.limit else rows
+    return (rows[: spec.limit] if spec.limit else rows), report
+
+
+def templates_for(spec: DatasetSpec, recipe: Recipe) -> dict[str, str]:
+    """Prompt templates per task for a dataset: the recipe's, and the dataset's own for its task."""
+    return {**recipe.data.templates, **({spec.task: spec.template} if spec.template and spec.task else {})}
 
 
 def trl_rows_for(specs: list[DatasetSpec], recipe: Recipe, loaded: LoadedModel, work_dir: Path) -> dict[str, list[dict]]:
@@ -79,7 +114,7 @@ def trl_rows_for(specs: list[DatasetSpec], recipe: Recipe, loaded: LoadedModel, 
     for spec in specs:
         start = time.monotonic()
         rows = dataset_rows(spec, recipe.data.on_bad_image, work_dir / "cache")
-        templates = {**recipe.data.templates, **({spec.task: spec.template} if spec.template and spec.task else {})}
+        templates = templates_for(spec, recipe)
         out[spec.name] = to_trl_rows(
             rows, family=loaded.family, min_pixels=model.min_pixels, max_pixels=model.max_pixels, factor=loaded.factor,
             resized_dir=work_dir / "resized", coord_format=coord_format, template_overrides=templates or None,

@@ -1,4 +1,4 @@
-"""Pictures of predictions: ground-truth (green) and predicted (red) boxes drawn on the image."""
+"""Pictures of boxes on images: ground truth (green) and predictions (red), for ``rft eval`` and ``rft data``."""
 
 from __future__ import annotations
 
@@ -7,6 +7,11 @@ from pathlib import Path
 from PIL import ImageDraw
 
 from rft.data.images import open_image
+
+
+def picture_name(index: int, sample_id: str) -> str:
+    """``NNN_<id>.png``, the id cut to its last 60 letters and digits (others as ``_``)."""
+    return f"{index:03d}_{''.join(c if c.isalnum() else '_' for c in sample_id)[-60:]}.png"
 
 
 def draw_boxes(image_path: str, gt_boxes, pred_boxes, title: str, out: Path, scale: int = 2) -> Path:

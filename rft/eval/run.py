@@ -51,7 +51,7 @@ def generate_samples(loaded, rows: list[dict], recipe: Recipe, batch_size: int |
 def draw_pictures(samples: list[dict], out: Path, n: int) -> list[Path]:
     """Ground-truth and predicted boxes for the first ``n`` detection/grounding samples."""
     from rewards.inputs import iter_samples, read_box_answers
-    from rft.eval.pictures import draw_boxes
+    from rft.eval.pictures import draw_boxes, picture_name
 
     box_samples = [s for s in samples if s["task"] in ("detection", "grounding")][:n]
     if not box_samples:
@@ -61,9 +61,8 @@ def draw_pictures(samples: list[dict], out: Path, n: int) -> list[Path]:
     answers = read_box_answers([t for t, _ in pairs], [p for _, p in pairs])
     paths = []
     for i, (s, (_, sample), answer) in enumerate(zip(box_samples, pairs, answers)):
-        name = "".join(c if c.isalnum() else "_" for c in s["id"])[-60:]
         paths.append(draw_boxes(s["image"], sample.gt_boxes.tolist(), answer.boxes.tolist(), s["id"],
-                                out / "pictures" / f"{i:03d}_{name}.png"))
+                                out / "pictures" / picture_name(i, s["id"])))
     return paths
 
 

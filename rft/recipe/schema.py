@@ -13,8 +13,24 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 TaskName = Literal["detection", "grounding", "classification", "tagging"]
 DatasetKind = Literal[
     "coco", "image_folder", "classification_jsonl", "hf_classification", "grounding_jsonl", "tagging_jsonl",
-    "visual_rft", "rows_jsonl", "synthetic_shapes",
+    "visual_rft", "vlm_r1", "messages", "rows_jsonl", "synthetic_shapes",
 ]
+COMMON_DATASET_FIELDS = ("name", "kind", "task", "weight", "rewards", "template", "limit", "options")
+"""Fields of a dataset entry that every kind takes (``options`` are checked against the kind's loader)."""
+KIND_FIELDS: dict[str, tuple[str, ...]] = {
+    "coco": ("path", "image_dir", "negative_ratio", "categories", "seed"),
+    "image_folder": ("path",),
+    "classification_jsonl": ("path", "image_dir"),
+    "hf_classification": ("path", "split", "image_column", "label_column"),
+    "grounding_jsonl": ("path", "image_dir"),
+    "tagging_jsonl": ("path", "image_dir"),
+    "visual_rft": ("path", "image_dir", "split"),
+    "vlm_r1": ("path", "image_dir"),
+    "messages": ("path", "image_dir"),
+    "rows_jsonl": ("path", "image_dir"),
+    "synthetic_shapes": ("num_samples", "seed", "split", "negative_ratio"),
+}
+"""The other fields each kind's loader reads; a field set for a kind that does not read it is an error."""
 MODEL_PARTS = ("vision", "projector", "language")
 
 
@@ -108,6 +124,13 @@ class DatasetSpec(Section):
     def _path_needed(self) -> DatasetSpec:
         if self.kind != "synthetic_shapes" and not self.path:
             raise ValueError(f"dataset {self.name!r} of kind {self.kind!r} needs a path")
+        unused = sorted(f for f in self.model_fields_set - set(COMMON_DATASET_FIELDS) - set(KIND_FIELDS[self.kind])
+                        if getattr(self, f) != type(self).model_fields[f].default)  # a default written out changes nothing
+        if unused:
+            raise ValueError(f"dataset {self.name!r}: {', '.join(unused)} does not apply to kind {self.kind!r}, whose loader "
+                             f"reads {', '.join(KIND_FIELDS[self.kind])} (and options)")
+        if self.kind == "visual_rft" and self.split != "train" and str(self.path).endswith((".json", ".jsonl")):
+            raise ValueError(f"dataset {self.name!r}: split applies to a Hugging Face dataset, not to the file {self.path}")
         if self.kind == "synthetic_shapes" and self.task is None:
             self.task = "classification"
         return self
