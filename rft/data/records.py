@@ -54,11 +54,15 @@ class LoadReport:
     """One ``"<where>: <path>: <reason>"`` per skipped image (missing or unreadable)."""
     skipped_boxes: int = 0
     """COCO boxes left out: crowd regions and boxes under one pixel wide or high."""
+    bad_annotations: list[str] = field(default_factory=list)
+    """One message per skipped COCO annotation (a category id that is not in the file's categories)."""
 
     def __str__(self) -> str:
         text = f"{self.source}: {self.rows} rows ({self.negatives} negatives)"
         if self.bad_images:
             text += f", skipped {len(self.bad_images)} bad images (first: {self.bad_images[0]})"
+        if self.bad_annotations:
+            text += f", skipped {len(self.bad_annotations)} bad annotations (first: {self.bad_annotations[0]})"
         return text + (f", left out {self.skipped_boxes} boxes" if self.skipped_boxes else "")
 
 
@@ -166,7 +170,7 @@ def finish(rows: list[Row], report: LoadReport) -> tuple[list[Row], LoadReport]:
         seen.add(row["id"])
     report.rows = len(rows)
     report.negatives = sum(1 for r in rows if r["task"] in ("detection", "grounding") and not r["solution"]["boxes"])
-    if report.bad_images:
+    if report.bad_images or report.bad_annotations:
         logger.warning("%s", report)
     return rows, report
 

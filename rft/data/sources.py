@@ -7,6 +7,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import jinja2
+
 from rft.data.records import LoadReport, Row
 from rft.errors import DataError
 from rft.recipe.schema import DatasetSpec, Recipe
@@ -29,7 +31,8 @@ def load_rows(spec: DatasetSpec, on_bad_image: str, cache_dir: Path) -> tuple[li
     if kind == "image_folder":
         return classification.load_image_folder(spec.path, **common)
     if kind == "classification_jsonl":
-        return classification.load_classification_jsonl(spec.path, image_root=spec.image_dir, **common)
+        return classification.load_classification_jsonl(spec.path, image_root=spec.image_dir, categories=spec.categories,
+                                                        **common)
     if kind == "hf_classification":
         return classification.load_hf_classification(spec.path, cache_dir=cache_dir / spec.name, split=spec.split,
                                                      image_column=spec.image_column, label_column=spec.label_column, **common)
@@ -79,14 +82,39 @@ def trl_rows_for(specs: list[DatasetSpec], recipe: Recipe, loaded: LoadedModel, 
     for spec in specs:
         start = time.monotonic()
         rows = dataset_rows(spec, recipe.data.on_bad_image, work_dir / "cache")
-        templates = {**recipe.data.templates, **({spec.task: spec.template} if spec.template and spec.task else {})}
+        templates = template_fields(recipe, spec)
         out[spec.name] = to_trl_rows(
             rows, family=loaded.family, min_pixels=model.min_pixels, max_pixels=model.max_pixels, factor=loaded.factor,
             resized_dir=work_dir / "resized", coord_format=coord_format, template_overrides=templates or None,
+            on_bad_image=recipe.data.on_bad_image,
         )
+        if not out[spec.name]:
+            raise DataError(f"dataset {spec.name!r} ({spec.kind} {spec.path}): no rows left after skipping images "
+                            "that do not decode")
         log.info("%s: %d prompts ready (images at the pixel budget in %s) in %.1f s", spec.name, len(out[spec.name]),
                  work_dir / "resized", time.monotonic() - start)
     return out
+
+
+def template_fields(recipe: Recipe, spec: DatasetSpec) -> dict[str, jinja2.Template]:
+    """A dataset's prompt templates per task (its own ``template``, else ``data.templates``), each named by
+    the recipe field it comes from (for error messages)."""
+    from rft.data.prompts import load_template
+
+    named = {task: (text, f"data.templates.{task}") for task, text in recipe.data.templates.items()}
+    if spec.template and spec.task:
+        named[spec.task] = (spec.template, f"{dataset_field(recipe, spec)}.template")
+    return {task: load_template(task, text, field) for task, (text, field) in named.items()}
+
+
+def dataset_field(recipe: Recipe, spec: DatasetSpec) -> str:
+    """The recipe path of a dataset entry: ``data.datasets[1]``, ``eval.datasets[0]``, ``eval.retention[0]``."""
+    for section, specs in (("data.datasets", recipe.data.datasets), ("eval.datasets", recipe.eval.datasets),
+                           ("eval.retention", recipe.eval.retention)):
+        for i, other in enumerate(specs):
+            if other is spec:
+                return f"{section}[{i}]"
+    return f"dataset {spec.name!r}"
 
 
 def training_rows(recipe: Recipe, loaded: LoadedModel, work_dir: Path) -> dict[str, list[dict]]:
