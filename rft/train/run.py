@@ -148,6 +148,7 @@ class StartUp:
     failures: Any
     reward_funcs: list
     reward_names: list[str]
+    trainer: Any = None
 
 
 def _train(recipe: Recipe, resume: str | None, overwrite: bool, state, out: Path):
@@ -204,12 +205,13 @@ def _train(recipe: Recipe, resume: str | None, overwrite: bool, state, out: Path
     state.wait_for_everyone()
     if state.is_local_main_process:
         dump_recipe(recipe, out / "recipe.yaml")
+    ready = StartUp(resume, loaded, rows, dataset, banned, heldout_rows, config, stop, failures, reward_funcs, reward_names)
     try:
-        trainer = _run_grpo(recipe, state, out, StartUp(resume, loaded, rows, dataset, banned, heldout_rows, config,
-                                                        stop, failures, reward_funcs, reward_names))
+        trainer = _run_grpo(recipe, state, out, ready)
     except BaseException as exc:
         if state.is_main_process:
-            write_status(out, *_ending(exc), message=str(exc))
+            step = ready.trainer.state.global_step if ready.trainer is not None else None
+            write_status(out, *_ending(exc), step, message=str(exc))
         raise
     if state.is_main_process:
         write_status(out, "finished", 0, trainer.state.global_step)
@@ -270,6 +272,7 @@ def _run_grpo(recipe: Recipe, state, out: Path, ready: StartUp):
             part_learning_rates=recipe.model.learning_rates.model_dump(),
             reuse_training_logps=recipe.speed.reuse_training_logprobs, adapter_base=adapter_base,
         )
+    ready.trainer = trainer
     server = getattr(getattr(trainer, "vllm_generation", None), "vllm_client", None)  # main process, server mode
     if server is not None:
         reset_encoder_cache_on_server(server)
