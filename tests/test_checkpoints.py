@@ -117,3 +117,53 @@ def test_latest_skips_incomplete_checkpoints_with_a_warning(tmp_path, caplog):
     with pytest.raises(RecipeError, match=r"--resume .*checkpoint-4: .*checkpoint-4 is not a complete checkpoint "
                                           r"\(no trainer_state.json\)"):
         resolve_resume(str(no_state), tmp_path)
+
+
+DEEPSPEED_RUN = '''
+import os, sys
+import torch
+from transformers import TrainingArguments
+from test_checkpoints import AtomicTrainer, Regression
+
+out = sys.argv[1]
+zero2 = {"zero_optimization": {"stage": 2}, "train_micro_batch_size_per_gpu": "auto",
+         "gradient_accumulation_steps": "auto", "optimizer": {"type": "AdamW", "params": {"lr": "auto"}}}
+data = [{"x": torch.randn(4), "labels": torch.randn(())} for _ in range(32)]
+for steps, resume in ((3, None), (4, os.path.join(out, "checkpoint-3"))):
+    args = TrainingArguments(output_dir=out, max_steps=steps, save_steps=1, save_total_limit=2, use_cpu=True,
+                             per_device_train_batch_size=4, report_to=[], deepspeed=zero2, disable_tqdm=True)
+    trainer = AtomicTrainer(model=Regression(), args=args, train_dataset=data)
+    trainer.train(resume_from_checkpoint=resume)
+print("step", trainer.state.global_step)
+'''
+
+
+@pytest.mark.slow
+def test_deepspeed_checkpoints_are_renamed_whole_and_resume(tmp_path):
+    """Under DeepSpeed (ZeRO-2 on the CPU accelerator, one process) the engine's ``global_stepN`` shards and
+    ``latest`` tag are written inside the staged checkpoint and move with it; the Trainer resumes from it."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip("deepspeed")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    script = tmp_path / "run.py"
+    script.write_text(DEEPSPEED_RUN)
+    env = {**os.environ, "DS_ACCELERATOR": "cpu", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": "0",
+           "LOCAL_RANK": "0", "WORLD_SIZE": "1", "ACCELERATE_USE_DEEPSPEED": "true",
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, str(script), str(tmp_path / "out")], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0 and "step 4" in done.stdout, (done.stdout + done.stderr)[-3000:]
+    out = tmp_path / "out"
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-3", "checkpoint-4"]
+    for step in (3, 4):
+        folder = out / f"checkpoint-{step}"
+        assert (folder / "latest").read_text().strip() == f"global_step{step}"
+        assert list((folder / f"global_step{step}").glob("*optim_states.pt")) and checkpoint_problem(folder) is None
+    assert not list((out / INCOMPLETE).iterdir())

@@ -134,14 +134,18 @@ def test_sigterm_saves_a_checkpoint_and_exits_75_without_final(tmp_path, capsys)
 
 
 def test_reward_raising_on_some_samples_lets_training_continue(tmp_path, caplog):
+    """Training goes on past rewards that fail; a reward failing on every sample of a run shorter than
+    reward_guard.min_samples ended with exit 0 and no word: the end of the run warns, with the counts."""
+    data = recipe_dict(tmp_path, tmp_path / "o", ["length_reward", "every_fifth_raises", "always_raises"], max_steps=2)
+    data["reward_guard"]["min_samples"] = 100
     with caplog.at_level("WARNING"):
-        trainer = train(validate(recipe_dict(tmp_path, tmp_path / "o", ["length_reward", "every_fifth_raises"], max_steps=2)))
+        trainer = train(validate(data))
     assert trainer.state.global_step == 2
-    failures = (tmp_path / "o" / "failures.jsonl").read_text()
-    assert "odd answer" in failures
-    # a warning at the end of the run, with the count (a short run ended with exit 0 and no word about them)
-    assert (f"rewards failed during the run: 'every_fifth_raises' on {len(failures.splitlines())} of 8 samples"
-            in caplog.text)
+    failures = [json.loads(line) for line in (tmp_path / "o" / "failures.jsonl").read_text().splitlines()]
+    assert any("odd answer" in f["error"] for f in failures)
+    fifth = sum(f["reward"] == "every_fifth_raises" for f in failures)
+    assert (f"rewards failed during the run: 'every_fifth_raises' on {fifth} of 8 samples, 'always_raises' on 8 of 8 "
+            "samples" in caplog.text)
 
 
 def test_reward_raising_on_every_sample_stops_with_a_clear_message(tmp_path):
