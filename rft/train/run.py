@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -226,7 +227,7 @@ def _run_grpo(recipe: Recipe, state, out: Path, ready: StartUp):
     from rft.eval.heldout import HeldOut, HeldOutCallback, format_scores
     from rft.models.lora import base_record
     from rft.models.vision_tokens import placeholder_token_ids
-    from rft.train.checkpoints import SkipNonFiniteSteps, latest_checkpoint
+    from rft.train.checkpoints import INCOMPLETE, SkipNonFiniteSteps, latest_checkpoint, publish
     from rft.train.reward_setup import build_rewards
     from rft.train.run_log import RunLog
     from rft.train.trainer import RftGRPOTrainer
@@ -299,7 +300,14 @@ def _run_grpo(recipe: Recipe, state, out: Path, ready: StartUp):
         if state.is_main_process:
             print(f"held-out after GRPO:  {format_scores(after)}", flush=True)
             callbacks[0].write(trainer.state, {"eval_before_grpo": before, "eval_after_grpo": after})
-    trainer.save_model(str(out / "final"))  # every rank: under ZeRO-3 it gathers the shards
+    # like a checkpoint, final/ appears whole: written aside, then renamed
+    staging = out / INCOMPLETE / "final"
+    if state.is_main_process and staging.exists():
+        shutil.rmtree(staging)
+    state.wait_for_everyone()
+    trainer.save_model(str(staging))  # every rank: under ZeRO-3 it gathers the shards
     if state.is_main_process:
-        loaded.processor.save_pretrained(str(out / "final"))
+        loaded.processor.save_pretrained(str(staging))
+        publish(staging, out / "final")
+    state.wait_for_everyone()
     return trainer
