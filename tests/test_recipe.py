@@ -116,7 +116,10 @@ field_values = st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.floats
     "model.dtype", "model.min_pixels", "model.freeze.vision", "model.lora.r", "data.schedule", "data.datasets[0].kind",
     "data.datasets[0].weight", "data.replay", "rewards[0].name", "rewards[0].range", "grpo.beta", "grpo.num_generations",
     "grpo.temperature", "rollout.backend", "distributed.zero_stage", "output.report_to", "warmup.steps", "seed", "name",
-]), field_values), max_size=4))
+    "grpo.per_device_train_batch_size", "grpo.learning_rate", "grpo.max_steps", "grpo.max_completion_length",
+    "rewards[0].weight", "model.max_pixels", "data.datasets[0].num_samples", "data.templates.classification",
+]), st.one_of(field_values, st.sampled_from([10**30, 1e30, -1e30, float("inf"), "{{ cycler }}", "{{ x.__class__ }}"]))),
+    max_size=4))
 def test_fuzzed_recipes_give_only_clear_errors(changes):
     data = yaml.safe_load(yaml.safe_dump(MINIMAL))
     for key, value in changes:
