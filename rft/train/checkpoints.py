@@ -67,7 +67,7 @@ def latest_checkpoint(output_dir: str | Path) -> Path | None:
         problem = checkpoint_problem(path)
         if problem is None:
             return path
-        log.warning("skipping %s: an incomplete checkpoint (%s), left by a run that stopped while saving it", path, problem)
+        log.warning("skipping %s: an incomplete checkpoint (%s; a run stopped while saving it, or a damaged copy)", path, problem)
     return None
 
 

@@ -85,6 +85,9 @@ class RunLock:
             except BlockingIOError:
                 os.close(fd)
                 raise OutputDirError(self._in_use(_read(self.path))) from None
+            except OSError as exc:  # a file system without flock (some network mounts): no lock, said so
+                log.warning("%s: cannot lock it on this file system (%s): a second run into this output.dir would "
+                            "not be stopped", self.path, exc.strerror)
             try:
                 same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
             except FileNotFoundError:
@@ -111,6 +114,8 @@ class RunLock:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
             raise OutputDirError(self._in_use(_read(self.path))) from None
+        except OSError:  # no flock on this file system: the run itself says so
+            pass
         finally:
             os.close(fd)
 
