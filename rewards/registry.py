@@ -5,8 +5,11 @@ Its keyword-only parameters with defaults are its options, set by ``get(spec, **
 (from a recipe's ``kwargs``); everything else TRL passes (dataset columns, ``prompts``,
 ``trainer_state`` ...) arrives in ``**columns``.
 
-``spec`` is a registered name, ``"package.module:function"`` or ``"path/to/file.py:function"``.
-Third-party packages register through the entry-point group ``rft.rewards``.
+``spec`` is a registered name, ``"package.module:function"`` or ``"path/to/file.py:function"``;
+the function a module or file spec names must be a reward (registered, or defined there with the
+reward signature :func:`is_reward_function`), never any other callable (``os:system``). Naming a
+file or module imports it, which runs its code. Third-party packages register through the
+entry-point group ``rft.rewards``.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import hashlib
 import importlib
 import importlib.util
 import inspect
+import traceback
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Callable
@@ -74,6 +78,15 @@ def options(fn: RewardFn) -> dict[str, Any]:
     return {p.name: p.default for p in params if p.kind is p.KEYWORD_ONLY and p.default is not p.empty}
 
 
+def is_reward_function(fn: Any) -> bool:
+    """Whether ``fn`` has the reward signature: a Python function taking ``completions`` and ``**columns``."""
+    if not inspect.isfunction(fn):
+        return False
+    params = inspect.signature(fn).parameters.values()
+    takes_completions = any(p.name == "completions" and p.kind is not p.POSITIONAL_ONLY for p in params)
+    return takes_completions and any(p.kind is p.VAR_KEYWORD for p in params)
+
+
 def _load_file(path: str, attr: str, spec: str) -> RewardFn:
     file = Path(path).expanduser().resolve()
     if not file.is_file():
@@ -81,16 +94,35 @@ def _load_file(path: str, attr: str, spec: str) -> RewardFn:
     digest = hashlib.sha1(str(file).encode()).hexdigest()[:10]
     module_spec = importlib.util.spec_from_file_location(f"rft_user_rewards.{file.stem}_{digest}", file)
     module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
+    try:
+        module_spec.loader.exec_module(module)
+    except SyntaxError as exc:
+        raise RewardSpecError(f"reward file {path} line {exc.lineno}: {exc.msg} (from reward spec {spec!r})") from None
+    except Exception as exc:
+        frame = next((f for f in reversed(traceback.extract_tb(exc.__traceback__)) if f.filename == str(file)), None)
+        where = f" line {frame.lineno}" if frame else ""
+        raise RewardSpecError(f"reward file {path}{where}: importing it raised {type(exc).__name__}: {exc} "
+                              f"(from reward spec {spec!r})") from None
     return _attribute(module, attr, spec)
 
 
 def _attribute(module: Any, attr: str, spec: str) -> RewardFn:
     fn = getattr(module, attr, None)
-    if not callable(fn):
-        names = sorted(n for n, v in vars(module).items() if inspect.isfunction(v) and not n.startswith("_"))
-        raise RewardSpecError(f"{spec!r}: no function {attr!r} in {module.__name__}; functions there: {names}")
+    rewards_there = sorted(n for n, v in vars(module).items() if _reward_of(v, module) and not n.startswith("_"))
+    if fn is None:
+        raise RewardSpecError(f"{spec!r}: no function {attr!r} in {module.__name__}; rewards there: {rewards_there}")
+    if not _reward_of(fn, module):
+        raise RewardSpecError(
+            f"{spec!r}: {attr} in {module.__name__} is not a reward function (a reward is a Python function "
+            f"fn(completions, **columns) defined in the file or module named, or a registered reward); rewards "
+            f"there: {rewards_there}")
     return fn
+
+
+def _reward_of(fn: Any, module: Any) -> bool:
+    """A registered reward, or a function with the reward signature defined in ``module`` (not imported into it)."""
+    registered = any(fn is r for r in _REGISTRY.values())
+    return registered or (is_reward_function(fn) and getattr(fn, "__module__", None) == module.__name__)
 
 
 def resolve(spec: str) -> tuple[str, RewardFn]:

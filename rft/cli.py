@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from rft.errors import RftError
+from rft.errors import EXIT_USAGE, RftError
 
 
 def _data(args: argparse.Namespace) -> int:
@@ -26,13 +26,24 @@ def _train(args: argparse.Namespace) -> int:
     recipe = load_recipe(args.recipe, args.set)
     gpus = args.gpus or recipe.distributed.gpus
     if gpus > 1 and "LOCAL_RANK" not in os.environ:
+        import time
+
         from rft.train.launch import launch
+        from rft.train.output_dir import check_before_launch, launched_exit_status
 
-        return launch(args.recipe, args.set, recipe.distributed, gpus, args.resume)
+        out = Path(recipe.output.dir)
+        check_before_launch(out, args.resume, args.overwrite)  # the processes check again, under the lock
+        started = time.time()
+        code = launch(args.recipe, args.set, recipe.distributed, gpus, args.resume, overwrite=args.overwrite)
+        return launched_exit_status(out, started, code)
     from rft.processes import leave_process_group
-    from rft.train.run import train
+    from rft.train.run import TrainingInterrupted, train
 
-    train(recipe, resume=args.resume)
+    try:
+        train(recipe, resume=args.resume, overwrite=args.overwrite)
+    except TrainingInterrupted:  # every process stops at the same step: they leave the group together
+        leave_process_group()
+        raise
     leave_process_group()
     return 0
 
@@ -74,7 +85,7 @@ def _serve(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from rft.demo import run_demo
 
-    run_demo(output_dir=args.output_dir, overrides=args.set, quick=args.quick)
+    run_demo(output_dir=args.output_dir, overrides=args.set, quick=args.quick, overwrite=args.overwrite)
     return 0
 
 
@@ -94,6 +105,9 @@ def parser() -> argparse.ArgumentParser:
                    help="override one recipe field, e.g. grpo.learning_rate=2e-6 or data.datasets[0].path=x")
     t.add_argument("--gpus", type=int, default=None, help="launch on N GPUs with accelerate (+ DeepSpeed if zero_stage)")
     t.add_argument("--resume", default=None, help="resume: latest (newest checkpoint in output.dir) or a checkpoint folder")
+    t.add_argument("--overwrite", action="store_true",
+                   help="replace the earlier run in output.dir (its checkpoints, final model and logs are deleted once "
+                        "this run has loaded its model and data); without it, rft train refuses to write over one")
     t.set_defaults(func=_train)
     e = sub.add_parser("eval", help="evaluate a model on the recipe's eval datasets (mAP, accuracy, negatives, ...)")
     e.add_argument("recipe", help="recipe YAML")
@@ -119,6 +133,7 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--output-dir", default="outputs/demo")
     d.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a demo recipe field")
     d.add_argument("--quick", action="store_true", help="a shorter run (for tests)")
+    d.add_argument("--overwrite", action="store_true", help="replace an earlier demo run in --output-dir")
     d.set_defaults(func=_demo)
     return p
 
@@ -131,8 +146,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         sys.exit(args.func(args))
     except RftError as exc:
-        print(f"rft: error: {exc}", file=sys.stderr)
-        sys.exit(2)
+        print(f"rft: {'error' if exc.exit_status == EXIT_USAGE else 'stopped'}: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_status)
 
 
 if __name__ == "__main__":

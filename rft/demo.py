@@ -9,8 +9,10 @@ DEMO_RECIPE = Path(__file__).with_name("demo.yaml")
 QUICK = ["grpo.max_steps=40", "warmup.steps=40", "data.datasets[0].num_samples=512", "eval.datasets[0].num_samples=64"]
 
 
-def run_demo(output_dir: str = "outputs/demo", overrides: list[str] | tuple[str, ...] = (), quick: bool = False) -> dict:
-    """Run the demo recipe; returns its summary (also printed and written to ``metrics.json``)."""
+def run_demo(output_dir: str = "outputs/demo", overrides: list[str] | tuple[str, ...] = (), quick: bool = False,
+             overwrite: bool = False) -> dict:
+    """Run the demo recipe; returns its summary (also printed and written to ``metrics.json``). An earlier
+    run in ``output_dir`` is replaced only with ``overwrite``."""
     import torch
 
     from rft.recipe import load_recipe
@@ -20,7 +22,7 @@ def run_demo(output_dir: str = "outputs/demo", overrides: list[str] | tuple[str,
     recipe = load_recipe(DEMO_RECIPE, [*(QUICK if quick else []), f"output.dir={output_dir}", *overrides])
     print(f"rft demo: tiny {recipe.model.tiny.family} from random weights, synthetic shapes, "
           f"{recipe.warmup.steps} warm-up steps then {recipe.grpo['max_steps']} GRPO steps on the CPU", flush=True)
-    trainer = train(recipe)
+    trainer = train(recipe, overwrite=overwrite)
     metrics = json.loads((Path(output_dir) / "metrics.json").read_text())
     steps = [h for h in trainer.state.log_history if "reward" in h]
     k = max(1, len(steps) // 10)

@@ -168,3 +168,25 @@ def test_bad_rows_name_the_row(tmp_path):
     broken = {**make_rows(tmp_path)[3], "image": str(tmp_path / "broken.png"), "image_size": [64, 48]}
     with pytest.raises(DataError, match=r"row f:1: .*broken.png: not a readable image"):
         to_trl_rows([broken], **kwargs)
+
+
+def test_on_bad_image_skip_decodes_every_image_once_in_the_resizing_pass(tmp_path, caplog):
+    """A truncated PNG passes the loaders' header check; it failed later, in the middle of the run, even with
+    ``on_bad_image: skip``. The resizing pass decodes every image: there it is skipped with its rows."""
+    from rft.data.classification import load_classification_jsonl
+    from test_data_helpers import write_jsonl
+
+    full = make_image(tmp_path / "full.png", (200, 160), color=(10, 200, 90)).read_bytes()
+    (tmp_path / "cut.png").write_bytes(full[: len(full) // 2])
+    make_image(tmp_path / "fine.png", (64, 48))
+    records = write_jsonl(tmp_path / "d.jsonl", [{"image": "cut.png", "label": "a"}, {"image": "fine.png", "label": "b"},
+                                                 {"image": "cut.png", "label": "a", "id": "again"}])
+    rows, report = load_classification_jsonl(records, name="d", on_bad_image="skip")
+    assert len(rows) == 3 and not report.bad_images  # the header of cut.png reads
+    kwargs = dict(family="qwen2_vl", resized_dir=tmp_path / "r", **budget("qwen2_vl"))
+    with caplog.at_level("WARNING"):
+        kept = to_trl_rows(rows, on_bad_image="skip", **kwargs)
+    assert [r["id"] for r in kept] == ["d:2"]
+    assert "skipped 1 image(s) that do not decode" in caplog.text and "cut.png" in caplog.text
+    with pytest.raises(DataError, match=r"row d:1: .*cut.png: not a readable image"):
+        to_trl_rows(rows, **kwargs)

@@ -114,3 +114,37 @@ def test_not_a_coco_file(tmp_path):
         load_coco_detection(path, tmp_path, name="coco")
     with pytest.raises(DataError, match="absent.json: file not found"):
         load_coco_detection(tmp_path / "absent.json", tmp_path, name="coco")
+
+
+def test_annotation_of_a_category_not_in_categories(tmp_path):
+    """An annotation whose category_id is not in categories was dropped silently, and with negative_ratio its
+    image became a "no object" sample for every category. It fails, naming the annotation and the category;
+    with on_bad_image: skip it is counted and its image is never a negative."""
+    files = write_coco(tmp_path, annotations=[*ANNOTATIONS, (3, 99, [10, 10, 20, 20], 0)])
+    with pytest.raises(DataError, match=r"instances.json annotation 106 \(image 3\): category_id 99 is not in categories "
+                                        r"\(ids \[1, 2, 7\]\)"):
+        load_coco_detection(*files, name="coco")
+    rows, report = load_coco_detection(*files, name="coco", negative_ratio=10, on_bad_image="skip")
+    assert pairs(rows) == POSITIVES | {(1, "person"), (2, "cat")}  # image 3 (cat, dog absent) is no negative now
+    assert len(report.bad_annotations) == 1 and "category_id 99" in report.bad_annotations[0]
+    assert "skipped 1 bad annotations" in str(report)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda d: d.pop("categories"), r"'categories' is missing \(a COCO annotation file has images, annotations and categories\)"),
+    (lambda d: d["annotations"][1].pop("bbox"), r"annotation 101: missing 'bbox' \(\[x, y, width, height\]\)"),
+    (lambda d: d["images"][1].pop("file_name"), r"image 2: missing 'file_name' \(a file name\)"),
+    (lambda d: d["annotations"][2].update(bbox=[1, 2, 3]), r"annotation 102: bbox \[1, 2, 3\] is not \[x, y, width, height\]"),
+    (lambda d: d["annotations"][0].update(bbox=[1, 2, "3", 4]), r"annotation 100: bbox \[1, 2, '3', 4\] is not"),
+    (lambda d: d["annotations"][0].update(bbox=[1, 2, -3, 4]), r"annotation 100: bbox \[1, 2, -3, 4\] is not .* at least 0"),
+    (lambda d: d["annotations"][0].update(bbox="10,10,20,30"), r"annotation 100: 'bbox' must be \[x, y, width, height\]"),
+    (lambda d: d.update(images={"1": {}}), r"'images' is a dict, not a list"),
+    (lambda d: d["categories"][0].pop("name"), r"category 1: missing 'name'"),
+])
+def test_malformed_coco_files_name_record_and_field(tmp_path, change, message):
+    annotation_file, image_dir = write_coco(tmp_path)
+    data = json.loads(annotation_file.read_text())
+    change(data)
+    annotation_file.write_text(json.dumps(data))
+    with pytest.raises(DataError, match=message):
+        load_coco_detection(annotation_file, image_dir, name="coco")

@@ -62,6 +62,18 @@ def test_classification_jsonl(tmp_path):
     assert load_classification_jsonl(rooted, name="p", image_root=tmp_path / "imgs")[0][0]["image_size"] == [64, 48]
 
 
+def test_classification_jsonl_labels_outside_categories_name_the_line(tmp_path):
+    """A stray label joined every prompt's list of classes; with ``categories`` it fails, naming its line, and
+    the prompts list exactly the categories (also those no row has)."""
+    make_image(tmp_path / "a.jpg")
+    path = write_jsonl(tmp_path / "cls.jsonl", [{"image": "a.jpg", "label": "cat"}, {"image": "a.jpg", "label": "dgo"}])
+    with pytest.raises(DataError, match=r"cls.jsonl line 2: label 'dgo' is not one of the dataset's categories \['cat', 'dog'\]"):
+        load_classification_jsonl(path, name="p", categories=["dog", "cat"])
+    good = write_jsonl(tmp_path / "good.jsonl", [{"image": "a.jpg", "label": "cat"}])
+    rows, _ = load_classification_jsonl(good, name="p", categories=["dog", "cat", "bird"])
+    assert rows[0]["query"] == {"classes": ["bird", "cat", "dog"]}
+
+
 def test_hf_classification_with_stored_images(tmp_path):
     features = datasets.Features({"img": datasets.Image(), "y": datasets.ClassLabel(names=["rose", "daisy"])})
     images = [Image.new("RGB", (20 + i, 10), (i * 40, 0, 0)) for i in range(3)]

@@ -138,3 +138,95 @@ def test_vision_token_ban_list_per_family(family, tmp_path):
     tokens = processor.tokenizer.convert_ids_to_tokens(ids)
     assert set(tokens) == {"<|vision_start|>", "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>"}
     assert processor.tokenizer.convert_tokens_to_ids(processor.image_token) in ids
+
+
+def test_a_damaged_safetensors_file_is_a_message(tiny_path, tmp_path, capsys):
+    """A truncated, empty or garbage model.safetensors ended in a safetensors traceback."""
+    import shutil
+
+    from rft.cli import main
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(tiny_path, damaged)
+    weights = damaged / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with pytest.raises(RecipeError, match=r"cannot load .*damaged'? \(a weight file is damaged or incomplete\): "
+                                          r"Error while deserializing header"):
+        load_model(ModelSection(path=str(damaged)), tmp_path)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"model: {{path: {tiny_path}}}\ndata: {{datasets: [{{name: s, kind: synthetic_shapes}}]}}\n"
+                      "rewards: [{name: classification_accuracy}]\n"
+                      "eval: {datasets: [{name: e, kind: synthetic_shapes, num_samples: 2}]}\n")
+    with pytest.raises(SystemExit) as exit_:
+        main(["eval", str(recipe), "--model", str(damaged), "--output-dir", str(tmp_path / "eval")])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "Traceback" not in err and "damaged or incomplete" in err
+
+
+@pytest.fixture(scope="module")
+def adapter(tiny_path, tmp_path_factory):
+    """A LoRA adapter saved as rft saves one: with the record of its base (name and weight fingerprint)."""
+    from rft.models.lora import base_record, write_base_record
+
+    folder = tmp_path_factory.mktemp("adapter")
+    base = load_model(ModelSection(path=str(tiny_path)), folder).model
+    record = base_record(base)
+    model = apply_lora(base, Lora(enabled=True, r=4), PartSettings(vision=True, projector=True))
+    for name, param in model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(param, std=0.5)  # a trained adapter (B starts at zero)
+    model.save_pretrained(folder)
+    write_base_record(folder, record)
+    return folder
+
+
+def test_an_adapter_merges_onto_its_own_base_in_any_dtype(adapter, tiny_path, tmp_path):
+    from rft.models.load import load_checkpoint
+
+    merged = load_checkpoint(ModelSection(path=str(tiny_path)), adapter, tmp_path).model
+    in_bf16 = load_checkpoint(ModelSection(path=str(tiny_path), dtype="bfloat16"), adapter, tmp_path).model
+    name = next(n for n in merged.state_dict() if n.endswith("q_proj.weight") and "language" in n)
+    assert torch.allclose(merged.state_dict()[name], in_bf16.state_dict()[name].float(), atol=2e-2)
+
+
+def copy_adapter(adapter, to, base=None, record=True):
+    """A copy of ``adapter`` whose config names ``base`` as its base (and without rft's record, unless ``record``)."""
+    import json
+
+    to.mkdir()
+    for f in adapter.iterdir():
+        if record or f.name != "rft_base.json":
+            (to / f.name).write_bytes(f.read_bytes())
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    (to / "adapter_config.json").write_text(json.dumps({**config, "base_model_name_or_path": str(base)}))
+    return to
+
+
+def test_an_adapter_on_another_base_of_the_same_shape_is_refused(adapter, tiny_path, tmp_path):
+    """rft eval merged an adapter onto whatever model the recipe named when its recorded base was missing or
+    another model of the same shape: the base's weights are checked against the fingerprint saved with it."""
+    from rft.models.load import load_checkpoint
+
+    other = build_tiny_vlm("qwen2_5_vl", tmp_path / "other", seed=1)  # same shapes, other weights
+    replaced = copy_adapter(adapter, tmp_path / "replaced", base=other)  # its base folder now holds another model
+    with pytest.raises(RecipeError, match=rf"the LoRA adapter was trained on '{tiny_path}', but the model loaded as its "
+                                          rf"base, '{other}', is another model \(.* holds other values\)"):
+        load_checkpoint(ModelSection(path=str(tiny_path)), replaced, tmp_path)
+    gone = copy_adapter(adapter, tmp_path / "gone", base=tmp_path / "nothing")  # not there: the recipe's model is checked
+    with pytest.raises(RecipeError, match="is another model"):
+        load_checkpoint(ModelSection(path=str(other)), gone, tmp_path)
+    assert load_checkpoint(ModelSection(path=str(tiny_path)), gone, tmp_path).model is not None
+    unrecorded = copy_adapter(adapter, tmp_path / "unrecorded", base=tmp_path / "nothing", record=False)
+    with pytest.raises(RecipeError, match=r"a LoRA adapter of '.*nothing', which is not there, and without rft's record"):
+        load_checkpoint(ModelSection(path=str(other)), unrecorded, tmp_path)
+
+
+def test_an_adapter_of_the_wrong_shape_is_a_message(adapter, tmp_path):
+    from rft.models.load import load_checkpoint
+
+    wider = build_tiny_vlm("qwen2_5_vl", tmp_path / "wider", hidden_size=96)
+    with pytest.raises(RecipeError, match=r"is another model \(.* is \[\d+, 96\], the adapter's base had \[\d+, 64\]\)"):
+        load_checkpoint(ModelSection(path=str(wider)), copy_adapter(adapter, tmp_path / "a", base=wider), tmp_path)
+    foreign = copy_adapter(adapter, tmp_path / "foreign", base=wider, record=False)  # from elsewhere: no record
+    with pytest.raises(RecipeError, match=r"the LoRA adapter does not fit the model '.*wider' \(RuntimeError: .*size mismatch"):
+        load_checkpoint(ModelSection(path=str(wider)), foreign, tmp_path)

@@ -176,8 +176,9 @@ def test_sigterm_to_one_process_stops_all_at_one_checkpoint(tmp_path):
     time.sleep(1.5)
     os.kill(int((pids / "1").read_text()), signal.SIGTERM)
     log, _ = proc.communicate(timeout=300)
-    assert proc.returncode == 0, log[-3000:]
+    assert proc.returncode == 75, log[-3000:]  # the run's own status through torchrun (which exits 1)
     assert "received SIGTERM: saving a checkpoint" in log
+    assert not (out / "final").exists()
     checkpoints = sorted(out.glob("checkpoint-*"))
     assert len(checkpoints) == 1 and (checkpoints[0] / "model.safetensors").is_file()
     step = int(checkpoints[0].name.split("-")[1])

@@ -1,5 +1,6 @@
 """The plugin registry: names, modules, files, entry points, options and errors."""
 
+import re
 import textwrap
 from importlib.metadata import EntryPoint
 
@@ -124,3 +125,64 @@ def test_columns_never_bind_to_options_but_trl_arguments_reach_the_reward():
     assert fn(["a"], scale=[9.0], trainer_state=state, log_metric=print, solution=["x"]) == [1.0]
     assert seen == {"state": state, "log_metric": print, "columns": ["solution"]}
     assert rewards.get("test_registry_scaled", scale=0.5)(["a"], scale=[9.0]) == [0.5]
+
+
+@pytest.mark.parametrize("spec", ["os:system", "subprocess:run", "os.path:join", "builtins:eval", "shutil:rmtree",
+                                  "rewards.parsing:extract_answer"])
+def test_module_spec_must_name_a_reward(spec):
+    """``{name: "os:system"}`` called os.system: a spec resolves only to a reward function."""
+    with pytest.raises(rewards.RewardSpecError, match="is not a reward function"):
+        rewards.get(spec)
+
+
+def test_file_spec_must_name_a_reward_defined_there(tmp_path):
+    plugin = tmp_path / "plugin.py"
+    plugin.write_text(textwrap.dedent('''
+        from os import system
+        from rewards.detection import detection_iou
+
+        def helper(text):
+            return text
+
+        def mine(completions, **columns):
+            return [1.0] * len(completions)
+    '''))
+    assert rewards.get(f"{plugin}:mine").__name__ == "mine"
+    assert rewards.get(f"{plugin}:detection_iou").__name__ == "detection_iou"  # a registered reward, imported
+    for name in ("system", "helper"):
+        with pytest.raises(rewards.RewardSpecError, match=rf"{name} in .* is not a reward function.*rewards there: \['detection_iou', 'mine'\]"):
+            rewards.get(f"{plugin}:{name}")
+
+
+def test_reward_file_that_fails_to_import_names_file_and_line(tmp_path):
+    broken = tmp_path / "broken.py"
+    broken.write_text("def r(completions, **columns):\n    return [\n")
+    with pytest.raises(rewards.RewardSpecError, match=r"reward file .*broken.py line 2: .*was never closed"):
+        rewards.get(f"{broken}:r")
+    raising = tmp_path / "raising.py"
+    raising.write_text("import json\n\nCONFIG = json.loads('{')\n")
+    with pytest.raises(rewards.RewardSpecError, match=r"raising.py line 3: importing it raised JSONDecodeError"):
+        rewards.get(f"{raising}:r")
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("fromat", r"rewards\[1\] \(fromat\): unknown reward 'fromat'; registered rewards: .*format"),
+    ("{tmp}/missing.py:fn", r"rewards\[1\] \(.*missing.py:fn\): reward file not found"),
+    ("os:system", r"rewards\[1\] \(os:system\): 'os:system': system in os is not a reward function"),
+])
+def test_bad_reward_specs_end_in_one_message(tmp_path, capsys, spec, message):
+    """An unknown reward or a missing reward file: the right message, without the 25-line traceback."""
+    import yaml
+
+    from rft.cli import main
+
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump({
+        "model": {"tiny": {"family": "qwen2_5_vl"}}, "data": {"datasets": [{"name": "s", "kind": "synthetic_shapes"}]},
+        "rewards": [{"name": "format"}, {"name": spec.format(tmp=tmp_path)}], "output": {"dir": str(tmp_path / "o")}}))
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", str(path)])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert re.search(message, err), err
+    assert not any((tmp_path / "o").iterdir())  # nothing written

@@ -1,5 +1,6 @@
 """Reliability: exact resume after SIGKILL, checkpoint on SIGTERM, guarded reward plugins in training."""
 
+import json
 import os
 import signal
 import subprocess
@@ -94,24 +95,57 @@ def test_resume_after_sigkill_is_exact(tmp_path):
     assert moved > 2e-4 and apart < 1e-4 and apart < 0.1 * moved
 
 
-def test_sigterm_writes_a_checkpoint(tmp_path):
+def refused(path, capsys) -> str:
+    """``rft train path`` in this process: it must stop at once with exit status 2; returns its message."""
+    from rft.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", str(path)])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "Traceback" not in err, err
+    return err
+
+
+def test_sigterm_saves_a_checkpoint_and_exits_75_without_final(tmp_path, capsys):
+    """Preempted at step N of 50, the run saved a checkpoint, then exited 0 and wrote final/ as if it had
+    finished. Also here, while it runs: a second run into its output.dir stops at once, naming it (the lock);
+    and after it: a run without --resume is refused and changes nothing of it."""
     path = tmp_path / "r.yaml"
-    path.write_text(yaml.safe_dump(recipe_dict(tmp_path, tmp_path / "o", ["length_reward"], max_steps=50)))
+    out = tmp_path / "o"
+    path.write_text(yaml.safe_dump(recipe_dict(tmp_path, out, ["length_reward"], max_steps=50)))
     proc = run_cli(path, {"RFT_TEST_SLOW": "1"})
     deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and not list((tmp_path / "o").glob("checkpoint-*")):
+    while time.monotonic() < deadline and not list(out.glob("checkpoint-*")):
         time.sleep(0.5)
+    assert f"is in use by another rft train: process {proc.pid}" in refused(path, capsys)
     proc.send_signal(signal.SIGTERM)
     output, _ = proc.communicate(timeout=300)
-    assert "received SIGTERM: saving a checkpoint" in output
-    step = int(latest_checkpoint(tmp_path / "o").name.split("-")[1])
+    assert proc.returncode == 75, output[-3000:]  # EXIT_INTERRUPTED, for schedulers to requeue
+    assert "received SIGTERM: saving a checkpoint" in output and "--resume latest" in output
+    step = int(latest_checkpoint(out).name.split("-")[1])
     assert 2 < step < 50 or (step == 2 and "at step 2" in output)
+    assert not (out / "final").exists() and not (out / "rft.lock").exists()
+    status = json.loads((out / "run_status.json").read_text())
+    assert status["status"] == "interrupted" and status["exit_status"] == 75 and status["step"] == step
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
+    message = refused(path, capsys)
+    assert "holds an earlier run" in message and "--resume latest" in message
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before
 
 
-def test_reward_raising_on_some_samples_lets_training_continue(tmp_path):
-    trainer = train(validate(recipe_dict(tmp_path, tmp_path / "o", ["length_reward", "every_fifth_raises"], max_steps=2)))
+def test_reward_raising_on_some_samples_lets_training_continue(tmp_path, caplog):
+    """Training goes on past rewards that fail; a reward failing on every sample of a run shorter than
+    reward_guard.min_samples ended with exit 0 and no word: the end of the run warns, with the counts."""
+    data = recipe_dict(tmp_path, tmp_path / "o", ["length_reward", "every_fifth_raises", "always_raises"], max_steps=2)
+    data["reward_guard"]["min_samples"] = 100
+    with caplog.at_level("WARNING"):
+        trainer = train(validate(data))
     assert trainer.state.global_step == 2
-    assert "odd answer" in (tmp_path / "o" / "failures.jsonl").read_text()
+    failures = [json.loads(line) for line in (tmp_path / "o" / "failures.jsonl").read_text().splitlines()]
+    assert any("odd answer" in f["error"] for f in failures)
+    fifth = sum(f["reward"] == "every_fifth_raises" for f in failures)
+    assert (f"rewards failed during the run: 'every_fifth_raises' on {fifth} of 8 samples, 'always_raises' on 8 of 8 "
+            "samples" in caplog.text)
 
 
 def test_reward_raising_on_every_sample_stops_with_a_clear_message(tmp_path):

@@ -113,8 +113,9 @@ def test_plan_batches():
 
 
 def test_bad_reward_kwargs_fail_at_setup():
-    from rewards import RewardSpecError
+    from rft.errors import RecipeError
     from rft.train.reward_setup import build_rewards
 
-    with pytest.raises(RewardSpecError, match="iou_threshold"):
+    with pytest.raises(RecipeError, match=r"rewards\[0\] \(detection_confidence\): reward 'detection_confidence' has no "
+                                          r"option 'iou_treshold'; its options: .*iou_threshold"):
         build_rewards(recipe(rewards=[{"name": "detection_confidence", "kwargs": {"iou_treshold": 0.3}}]))

@@ -142,6 +142,18 @@ def test_lora_adapter_after_warmup_evaluates_on_its_warmed_up_base(tmp_path):
     assert torch.equal(evaluated[name], trained[name]) and not torch.equal(evaluated[name], untouched[name])
     lora_target = next(n for n in evaluated if n.endswith("q_proj.weight") and "language" in n)
     assert torch.allclose(evaluated[lora_target], trained[lora_target], atol=1e-6)
+    # the adapter carries its base's name and weight fingerprint: a base replaced by another model of the same
+    # shape (here: the model before the warm-up) is refused, naming both, instead of merged onto
+    assert json.loads((adapter / "rft_base.json").read_text())["base_model_name_or_path"] == str(tmp_path / "warmed_up")
+    import shutil
+
+    from rft.errors import RecipeError
+
+    shutil.rmtree(tmp_path / "warmed_up")
+    shutil.copytree(tmp_path / "tiny_model", tmp_path / "warmed_up")
+    with pytest.raises(RecipeError, match=rf"trained on '{tmp_path / 'warmed_up'}', but the model loaded as its base, "
+                                          rf"'{tmp_path / 'warmed_up'}', is another model"):
+        load_for_eval(recipe, str(adapter), tmp_path / "eval")
 
 
 def test_export_writes_the_merged_adapter_as_a_plain_model(tmp_path):

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -34,8 +35,10 @@ from tqdm.auto import tqdm
 from rewards.coords import model_input_size
 from rft.data.images import open_image, resize_to_budget, write_atomic
 from rft.data.prompts import Template, load_template, render_prompt, row_coord_format
-from rft.data.records import Row, validate_row
+from rft.data.records import OnBadImage, Row, validate_row
 from rft.errors import DataError
+
+log = logging.getLogger(__name__)
 
 _STRING = datasets.Value("string")
 _SIZE = datasets.List(datasets.Value("int64"))
@@ -69,6 +72,7 @@ def to_trl_rows(
     coord_format: str | None = None,
     template_overrides: Mapping[str, Template] | None = None,
     workers: int = 4,
+    on_bad_image: OnBadImage = "error",
 ) -> list[dict[str, Any]]:
     """TRL rows (module docstring) for ``rows``, checked against the row contract.
 
@@ -76,23 +80,38 @@ def to_trl_rows(
     unless ``coord_format`` is given; a row's own ``query["coord_format"]`` wins over both.
     ``factor`` is the processor's ``patch_size * merge_size`` (28 for Qwen2/2.5-VL, 32 for
     Qwen3-VL). ``template_overrides`` maps a task to a template (text or ``.jinja`` file).
-    Images are resized by ``workers`` threads.
+    Images are resized by ``workers`` threads; this pass decodes every image, so an image that does
+    not decode (a truncated file whose header reads) fails here, naming the row, or with
+    ``on_bad_image="skip"`` its rows are left out with a warning.
     """
     checked = [validate_row(row, f"row {_name(row, i)}") for i, row in enumerate(rows)]
     resized_dir = Path(resized_dir)
     resized_dir.mkdir(parents=True, exist_ok=True)
-    sources = {(r["image"], tuple(r["image_size"])): r for r in checked}
+    sources: dict[tuple[str, tuple[int, ...]], Row] = {}  # each image once, named by its first row
+    for r in checked:
+        sources.setdefault((r["image"], tuple(r["image_size"])), r)
 
-    def resize(row: Row) -> tuple[str, list[int]]:
-        return _resized(row, min_pixels, max_pixels, factor, resized_dir)
+    def resize(row: Row) -> tuple[str, list[int]] | DataError:
+        try:
+            return _resized(row, min_pixels, max_pixels, factor, resized_dir)
+        except DataError as exc:
+            if on_bad_image == "error":
+                raise
+            return exc
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         done = tqdm(pool.map(resize, sources.values()), total=len(sources), desc="images to the pixel budget",
                     unit="img", disable=len(sources) < PROGRESS_FROM)
         resized = dict(zip(sources, done))
+    bad = {key: exc for key, exc in resized.items() if isinstance(exc, DataError)}
+    if bad:
+        log.warning("skipped %d image(s) that do not decode, and their rows (data.on_bad_image: skip); first: %s",
+                    len(bad), next(iter(bad.values())))
     templates: dict[str, jinja2.Template] = {}
     out = []
     for row in checked:
+        if (row["image"], tuple(row["image_size"])) in bad:
+            continue
         task = row["task"]
         if task not in templates:
             templates[task] = load_template(task, (template_overrides or {}).get(task))

@@ -27,7 +27,7 @@ from rft.data.build import PROGRESS_FROM
 from rft.data.images import open_image
 from rft.data.prompts import load_template, render_prompt, row_coord_format
 from rft.data.records import LoadReport, Row, validate_row
-from rft.data.sources import dataset_rows_and_report, templates_for
+from rft.data.sources import dataset_rows_and_report, template_fields
 from rft.errors import DataError, RftError
 from rft.models.geometry import Geometry, model_geometry
 from rft.recipe.schema import DatasetSpec, Recipe
@@ -162,7 +162,7 @@ def _sizes(sizes: Counter) -> dict:
 def _examples(rows: list[Row], spec: DatasetSpec, recipe: Recipe, geometry: Geometry, coord_format: str | None,
               resized: dict) -> dict[str, dict]:
     """Per task, the first row's rendered prompt and its reference answer in the model's convention."""
-    templates = templates_for(spec, recipe)
+    templates = template_fields(recipe, spec)
     examples = {}
     for row in rows:
         task = row["task"]

@@ -59,15 +59,20 @@ def load_image_folder(
 
 def load_classification_jsonl(
     path: str | Path, *, name: str, image_root: str | Path | None = None, on_bad_image: OnBadImage = "error",
+    categories: Sequence[str] | None = None,
 ) -> tuple[list[Row], LoadReport]:
     """Rows from JSONL records ``{"image": path, "label": str, "synonyms": [str]}`` (``synonyms`` and
     ``id`` optional). Relative image paths resolve against ``image_root``, else the file's folder.
-    Ids are ``"{name}:{id}"``, else ``"{name}:{line number}"``."""
+    Ids are ``"{name}:{id}"``, else ``"{name}:{line number}"``. The classes every prompt lists are
+    ``categories`` when given (a label outside them is an error naming its line), else the labels seen."""
     report, items = LoadReport(str(path)), []
+    allowed = set(categories) if categories is not None else None
     for row_id, where, record, file, size in records_with_images(path, name, image_root, on_bad_image, report):
         label = get_field(record, "label", str, where)
+        if allowed is not None and label not in allowed:
+            raise DataError(f"{where}: label {label!r} is not one of the dataset's categories {sorted(allowed)}")
         items.append((row_id, file, size, label, get_strings(record, "synonyms", where, optional=True)))
-    classes = sorted({item[3] for item in items})
+    classes = sorted(allowed) if allowed is not None else sorted({item[3] for item in items})
     return finish([_row(i, name, f, s, label, syn, classes) for i, f, s, label, syn in items], report)
 
 

@@ -1,7 +1,12 @@
 """Image files: reading, sizing, resizing to the model's pixel budget, and checking boxes.
 
 Pixels are the file's stored pixel grid: EXIF orientation is not applied, so ground-truth boxes
-must be drawn on the image as stored (COCO's convention). Resized copies carry no EXIF data.
+must be drawn on the image as stored (COCO's convention, and what Qwen-VL's own image loading
+does). Resized copies carry no EXIF data, so nothing downstream rotates them either.
+
+Every mode becomes 8-bit RGB with the content it shows: 16-bit and 32-bit integer images are scaled
+to 8 bits (not clipped), transparency is composited on white (as transformers' ``convert_to_rgb``
+does), palette, grayscale and CMYK images are converted by Pillow.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 from PIL import Image
 
 from rewards.coords import model_input_size
@@ -35,12 +41,31 @@ def image_size(path: str | Path) -> tuple[int, int]:
         raise DataError(f"{path}: not a readable image ({exc})") from None
 
 
+def to_rgb(image: Image.Image) -> Image.Image:
+    """``image`` as 8-bit RGB showing what it shows (module docstring)."""
+    if image.mode == "RGB":
+        return image
+    if image.mode.startswith("I"):  # "I;16", "I;16B", "I" (16-bit PNGs and TIFFs): scale, do not clip
+        pixels = np.asarray(image).astype(np.float64)
+        peak = pixels.max(initial=0)
+        top = 65535.0 if image.mode.startswith("I;16") else 255.0 if peak <= 255 else 65535.0 if peak <= 65535 else 2**32 - 1.0
+        image = Image.fromarray(np.clip(np.rint(pixels * (255.0 / top)), 0, 255).astype(np.uint8), "L")
+    elif image.mode == "F":  # floating point: fractions of white when in [0, 1], else 8-bit values
+        pixels = np.asarray(image, dtype=np.float64)
+        scale = 255.0 if pixels.size and np.nanmax(pixels) <= 1.0 else 1.0
+        image = Image.fromarray(np.clip(np.nan_to_num(pixels * scale), 0, 255).round().astype(np.uint8), "L")
+    if image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        return Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba).convert("RGB")
+    return image.convert("RGB")
+
+
 def open_image(path: str | Path) -> Image.Image:
-    """The decoded image in RGB; a missing, truncated or corrupt file is a :class:`DataError`."""
+    """The decoded image in 8-bit RGB (:func:`to_rgb`); a missing, truncated or corrupt file is a :class:`DataError`."""
     try:
         with Image.open(path) as image:
             image.load()
-            return image.convert("RGB")
+            return to_rgb(image)
     except FileNotFoundError:
         raise DataError(f"{path}: image file not found") from None
     except _READ_ERRORS as exc:

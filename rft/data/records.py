@@ -54,6 +54,8 @@ class LoadReport:
     """One ``"<where>: <path>: <reason>"`` per skipped image (missing or unreadable)."""
     skipped_boxes: int = 0
     """COCO boxes left out: crowd regions and boxes under one pixel wide or high."""
+    bad_annotations: list[str] = field(default_factory=list)
+    """One message per skipped COCO annotation (a category id that is not in the file's categories)."""
     coordinates: dict[str, int] = field(default_factory=dict)
     """How the source wrote the boxes of its rows with boxes, with a count of rows each way (for
     ``rft data``): e.g. ``{"norm1000": 40, "pixels": 2}``; rows no loader counted are ``"pixels"``."""
@@ -65,6 +67,8 @@ class LoadReport:
         text = f"{self.source}: {self.rows} rows ({self.negatives} negatives)"
         if self.bad_images:
             text += f", skipped {len(self.bad_images)} bad images (first: {self.bad_images[0]})"
+        if self.bad_annotations:
+            text += f", skipped {len(self.bad_annotations)} bad annotations (first: {self.bad_annotations[0]})"
         return text + (f", left out {self.skipped_boxes} boxes" if self.skipped_boxes else "")
 
 
@@ -176,7 +180,7 @@ def finish(rows: list[Row], report: LoadReport) -> tuple[list[Row], LoadReport]:
     uncounted = with_boxes - sum(report.coordinates.values())
     if uncounted > 0:
         report.coordinates["pixels"] = report.coordinates.get("pixels", 0) + uncounted
-    if report.bad_images:
+    if report.bad_images or report.bad_annotations:
         logger.warning("%s", report)
     return rows, report
 

@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+import jinja2
+
 from rft.data.records import LoadReport, Row
 from rft.errors import DataError, RecipeError
 from rft.recipe.schema import DatasetSpec, Recipe
@@ -37,7 +39,8 @@ def load_rows(spec: DatasetSpec, on_bad_image: str, cache_dir: Path) -> tuple[li
                               image_dir=spec.image_dir or Path(spec.path).parent, negative_ratio=spec.negative_ratio,
                               categories=spec.categories, seed=spec.seed, **common),
         "image_folder": lambda: _call(classification.load_image_folder, spec, root=spec.path, **common),
-        "classification_jsonl": lambda: _call(classification.load_classification_jsonl, spec, **files),
+        "classification_jsonl": lambda: _call(classification.load_classification_jsonl, spec,
+                                              categories=spec.categories, **files),
         "hf_classification": lambda: _call(classification.load_hf_classification, spec, source=spec.path,
                                            cache_dir=cache_dir / spec.name, split=spec.split,
                                            image_column=spec.image_column, label_column=spec.label_column, **common),
@@ -99,11 +102,6 @@ def dataset_rows_and_report(spec: DatasetSpec, on_bad_image: str, cache_dir: Pat
     return (rows[: spec.limit] if spec.limit else rows), report
 
 
-def templates_for(spec: DatasetSpec, recipe: Recipe) -> dict[str, str]:
-    """Prompt templates per task for a dataset: the recipe's, and the dataset's own for its task."""
-    return {**recipe.data.templates, **({spec.task: spec.template} if spec.template and spec.task else {})}
-
-
 def trl_rows_for(specs: list[DatasetSpec], recipe: Recipe, loaded: LoadedModel, work_dir: Path) -> dict[str, list[dict]]:
     """Per dataset name, TRL rows (prompt, resized image, reward columns) for the loaded model."""
     from rft.data.build import to_trl_rows
@@ -114,14 +112,39 @@ def trl_rows_for(specs: list[DatasetSpec], recipe: Recipe, loaded: LoadedModel, 
     for spec in specs:
         start = time.monotonic()
         rows = dataset_rows(spec, recipe.data.on_bad_image, work_dir / "cache")
-        templates = templates_for(spec, recipe)
+        templates = template_fields(recipe, spec)
         out[spec.name] = to_trl_rows(
             rows, family=loaded.family, min_pixels=model.min_pixels, max_pixels=model.max_pixels, factor=loaded.factor,
             resized_dir=work_dir / "resized", coord_format=coord_format, template_overrides=templates or None,
+            on_bad_image=recipe.data.on_bad_image,
         )
+        if not out[spec.name]:
+            raise DataError(f"dataset {spec.name!r} ({spec.kind} {spec.path}): no rows left after skipping images "
+                            "that do not decode")
         log.info("%s: %d prompts ready (images at the pixel budget in %s) in %.1f s", spec.name, len(out[spec.name]),
                  work_dir / "resized", time.monotonic() - start)
     return out
+
+
+def template_fields(recipe: Recipe, spec: DatasetSpec) -> dict[str, jinja2.Template]:
+    """A dataset's prompt templates per task (its own ``template``, else ``data.templates``), each named by
+    the recipe field it comes from (for error messages)."""
+    from rft.data.prompts import load_template
+
+    named = {task: (text, f"data.templates.{task}") for task, text in recipe.data.templates.items()}
+    if spec.template and spec.task:
+        named[spec.task] = (spec.template, f"{dataset_field(recipe, spec)}.template")
+    return {task: load_template(task, text, field) for task, (text, field) in named.items()}
+
+
+def dataset_field(recipe: Recipe, spec: DatasetSpec) -> str:
+    """The recipe path of a dataset entry: ``data.datasets[1]``, ``eval.datasets[0]``, ``eval.retention[0]``."""
+    for section, specs in (("data.datasets", recipe.data.datasets), ("eval.datasets", recipe.eval.datasets),
+                           ("eval.retention", recipe.eval.retention)):
+        for i, other in enumerate(specs):
+            if other is spec:
+                return f"{section}[{i}]"
+    return f"dataset {spec.name!r}"
 
 
 def training_rows(recipe: Recipe, loaded: LoadedModel, work_dir: Path) -> dict[str, list[dict]]:

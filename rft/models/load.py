@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from transformers import AutoModelForImageTextToText, AutoProcessor, PreTrainedModel, ProcessorMixin
 
 from rft.errors import RecipeError
@@ -114,8 +115,9 @@ def load_model(section: ModelSection, work_dir: str | Path) -> LoadedModel:
     try:
         model, info = AutoModelForImageTextToText.from_pretrained(path, **kwargs)
         processor = AutoProcessor.from_pretrained(path)
-    except (OSError, ValueError) as exc:
-        raise RecipeError(f"model.path: cannot load {path!r}: {exc}") from exc
+    except (OSError, ValueError, SafetensorError) as exc:
+        damaged = " (a weight file is damaged or incomplete)" if isinstance(exc, SafetensorError) else ""
+        raise RecipeError(f"model.path: cannot load {str(path)!r}{damaged}: {exc}") from None
     report = weight_report(info)
     check_report(report, path, section.allow_missing_weights)
     set_pixel_budget(processor, section.min_pixels, section.max_pixels)
@@ -136,11 +138,34 @@ def load_checkpoint(section: ModelSection, checkpoint: str | Path | None, work_d
         return load_model(section.model_copy(update={"path": str(path), "tiny": None}), work_dir)
     from peft import PeftModel
 
-    base = json.loads(adapter_config.read_text()).get("base_model_name_or_path")
+    from rft.models.lora import fingerprint_difference, read_base_record
+
+    try:
+        base = json.loads(adapter_config.read_text()).get("base_model_name_or_path")
+    except ValueError as exc:
+        raise RecipeError(f"--model {checkpoint}: adapter_config.json is not valid JSON ({exc})") from None
+    record = read_base_record(path)
     if base and Path(base).is_dir():
         section = section.model_copy(update={"path": base, "tiny": None})
+    elif base and record is None and base != section.path:
+        raise RecipeError(
+            f"--model {checkpoint}: a LoRA adapter of {base!r}, which is not there, and without rft's record of its "
+            f"base's weights to check the recipe's model ({section.path or 'model.tiny'}) against; set model.path to "
+            "the adapter's base")
     loaded = load_model(section, work_dir)
-    loaded.model = PeftModel.from_pretrained(loaded.model, str(path)).merge_and_unload()
+    if record is not None:
+        difference = fingerprint_difference(record["fingerprint"], record["dtype"], loaded.model)
+        if difference:
+            raise RecipeError(
+                f"--model {checkpoint}: the LoRA adapter was trained on {record['base_model_name_or_path']!r}, but the "
+                f"model loaded as its base, {str(loaded.path)!r}, is another model ({difference}); set model.path to "
+                "the adapter's base")
+    try:
+        loaded.model = PeftModel.from_pretrained(loaded.model, str(path)).merge_and_unload()
+    except (RuntimeError, ValueError, KeyError, SafetensorError) as exc:
+        first = str(exc).strip().splitlines()
+        raise RecipeError(f"--model {checkpoint}: the LoRA adapter does not fit the model {str(loaded.path)!r} "
+                          f"({type(exc).__name__}: {' '.join(first[:3])[:500]})") from None
     return loaded
 
 

@@ -1,7 +1,12 @@
-"""LoRA through peft, with the vision tower left out unless the recipe asks for it."""
+"""LoRA through peft, with the vision tower left out unless the recipe asks for it, and the record of
+the base an adapter was trained on (name and weight fingerprint) that ``rft eval`` / ``rft export`` check."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from torch import nn
 
@@ -40,3 +45,56 @@ def apply_lora(model: nn.Module, lora: Lora, freeze: PartSettings) -> PeftModel:
         modules_to_save=None if freeze.projector else projector_modules(model) or None, task_type="CAUSAL_LM",
     )
     return get_peft_model(model, config)
+
+
+# ---------------------------------------------------------------- the base an adapter was trained on
+
+BASE_RECORD = "rft_base.json"
+"""Written next to every LoRA adapter rft saves: the base model's name and a weight fingerprint."""
+
+_VALUES_PER_TENSOR = 8
+
+
+def weight_fingerprint(model: nn.Module) -> dict[str, list]:
+    """Per weight of ``model`` (a plain model, not a PEFT wrapper): its shape and a few values at fixed
+    positions. The same weights give the same fingerprint; another model of the same shape does not."""
+    out = {}
+    for name, tensor in sorted(model.state_dict().items()):
+        flat = tensor.detach().reshape(-1)
+        if flat.numel() == 0:  # a ZeRO-3 placeholder
+            continue
+        index = torch.linspace(0, flat.numel() - 1, _VALUES_PER_TENSOR).long().unique()
+        out[name] = [list(tensor.shape), flat[index].float().cpu().tolist()]
+    return out
+
+
+def base_record(model: nn.Module) -> dict:
+    """What :data:`BASE_RECORD` holds for ``model`` as an adapter's base."""
+    return {"base_model_name_or_path": str(getattr(model, "name_or_path", "")), "dtype": str(model.dtype),
+            "fingerprint": weight_fingerprint(model)}
+
+
+def fingerprint_difference(recorded: dict, record_dtype: str, model: nn.Module) -> str | None:
+    """How ``model``'s weights differ from a recorded fingerprint, or None when they match (exactly in the
+    dtype they were recorded in, within that of bfloat16 otherwise)."""
+    exact = record_dtype == str(model.dtype)
+    current = weight_fingerprint(model)
+    for name, (shape, values) in recorded.items():
+        if name not in current:
+            return f"it has no weight {name}"
+        now_shape, now_values = current[name]
+        if now_shape != shape:
+            return f"{name} is {now_shape}, the adapter's base had {shape}"
+        close = (torch.equal if exact else lambda a, b: torch.allclose(a, b, rtol=1e-2, atol=1e-4))
+        if len(now_values) != len(values) or not close(torch.tensor(now_values), torch.tensor(values)):
+            return f"{name} holds other values"
+    return None
+
+
+def write_base_record(folder: str | Path, record: dict) -> None:
+    (Path(folder) / BASE_RECORD).write_text(json.dumps(record))
+
+
+def read_base_record(folder: str | Path) -> dict | None:
+    path = Path(folder) / BASE_RECORD
+    return json.loads(path.read_text()) if path.is_file() else None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 import typing
 from functools import lru_cache
@@ -18,7 +19,7 @@ import yaml
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from rft.errors import RecipeError
-from rft.recipe.schema import Recipe
+from rft.recipe.schema import MAX_BATCH, MAX_STEPS, Recipe
 
 # GRPOConfig fields that other recipe sections own.
 OWNED_ELSEWHERE = {
@@ -31,6 +32,24 @@ OWNED_ELSEWHERE = {
 }
 
 _INDEX = re.compile(r"^(\w+)\[(\d+)\]$")
+
+# GRPOConfig fields whose values TRL and torch accept but cannot train with (or only after memory has
+# grown): the accepted range (low exclusive when it is 0, else inclusive) and why. Floats must be finite.
+GRPO_RANGES: dict[str, tuple[float, float, str]] = {
+    "per_device_train_batch_size": (1, MAX_BATCH, "completions per process per step"),
+    "per_device_eval_batch_size": (1, MAX_BATCH, ""),
+    "gradient_accumulation_steps": (1, MAX_BATCH, ""),
+    "steps_per_generation": (1, MAX_BATCH, ""),
+    "num_generations": (2, MAX_BATCH, "GRPO compares several completions of each prompt"),
+    "num_iterations": (1, 10_000, ""),
+    "max_completion_length": (1, 1_000_000, "new tokens per completion"),
+    "max_steps": (1, MAX_STEPS, "or -1: as many as num_train_epochs take"),
+    "num_train_epochs": (0, 1e6, ""),
+    "learning_rate": (0, 1e3, ""),
+    "temperature": (0, 100, ""),
+    "beta": (0, 1e6, ""),
+    "logging_steps": (0, MAX_STEPS, ""),
+}
 
 
 def yaml_path(loc: tuple[Any, ...]) -> str:
@@ -102,11 +121,30 @@ def check_grpo(grpo: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         else:
             try:
                 coerced[key] = TypeAdapter(fields[key]).validate_python(value)
-            except ValidationError as exc:
-                problems.append(f"grpo.{key}: {exc.errors()[0]['msg']} (got {value!r}, expected {fields[key]})")
+            except ValidationError as exc:  # a number out of the type's range is reported with the accepted one
+                problems.append(_out_of_range(key, value) or
+                                f"grpo.{key}: {exc.errors()[0]['msg']} (got {value!r}, expected {fields[key]})")
+                continue
             except Exception:  # a type pydantic cannot check: TRL will when the config is built
                 coerced[key] = value
+            problem = _out_of_range(key, coerced[key])
+            if problem:
+                problems.append(problem)
     return coerced, problems
+
+
+def _out_of_range(key: str, value: Any) -> str | None:
+    """``grpo.<key>: ...`` when ``value`` is outside :data:`GRPO_RANGES` or a non-finite float, else None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"grpo.{key}: must be a finite number (got {value!r})"
+    if key not in GRPO_RANGES or not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None
+    low, high, why = GRPO_RANGES[key]
+    exclusive = low == 0 and key != "beta"
+    if (low < value if exclusive else low <= value) and value <= high or (key == "max_steps" and value == -1):
+        return None
+    accepted = f"above 0 and at most {high:g}" if exclusive else f"from {low:g} to {high:g}"
+    return f"grpo.{key}: must be {accepted}{f' ({why})' if why else ''} (got {value!r})"
 
 
 def validate(data: dict[str, Any], source: str = "recipe") -> Recipe:
@@ -121,10 +159,25 @@ def validate(data: dict[str, Any], source: str = "recipe") -> Recipe:
         recipe = None
     grpo, grpo_problems = check_grpo(data["grpo"]) if isinstance(data.get("grpo"), dict) else ({}, [])
     problems += grpo_problems
+    if recipe is not None:
+        problems += _template_problems(recipe)
     if problems:
         raise RecipeError(f"{source}: invalid recipe\n  " + "\n  ".join(problems))
     recipe.grpo = grpo
     return recipe
+
+
+def _template_problems(recipe: Recipe) -> list[str]:
+    """Every prompt template of a recipe checked in Jinja's sandbox before any data is read."""
+    from rft.data.prompts import template_problems
+
+    problems = [p for task, text in recipe.data.templates.items()
+                for p in template_problems(task, text, f"data.templates.{task}")]
+    for section, specs in (("data.datasets", recipe.data.datasets), ("eval.datasets", recipe.eval.datasets),
+                           ("eval.retention", recipe.eval.retention)):
+        problems += [p for i, spec in enumerate(specs) if spec.template
+                     for p in template_problems(spec.task or "classification", spec.template, f"{section}[{i}].template")]
+    return problems
 
 
 def _parse_key(key: str) -> list[str | int]:
@@ -172,8 +225,14 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise RecipeError(f"recipe not found: {path}")
+    raw = path.read_bytes()
     try:
-        data = yaml.safe_load(path.read_text())
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise RecipeError(f"{path}:{line}: not UTF-8 text ({exc.reason} at byte {exc.start}); save the recipe as UTF-8") from None
+    try:
+        data = yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)

@@ -20,7 +20,7 @@ COMMON_DATASET_FIELDS = ("name", "kind", "task", "weight", "rewards", "template"
 KIND_FIELDS: dict[str, tuple[str, ...]] = {
     "coco": ("path", "image_dir", "negative_ratio", "categories", "seed"),
     "image_folder": ("path",),
-    "classification_jsonl": ("path", "image_dir"),
+    "classification_jsonl": ("path", "image_dir", "categories"),
     "hf_classification": ("path", "split", "image_column", "label_column"),
     "grounding_jsonl": ("path", "image_dir"),
     "tagging_jsonl": ("path", "image_dir"),
@@ -34,8 +34,16 @@ KIND_FIELDS: dict[str, tuple[str, ...]] = {
 MODEL_PARTS = ("vision", "projector", "language")
 
 
+# Upper bounds on sizes that allocate memory in proportion: a value such as 1e30 fails here, naming
+# the field and the accepted range, instead of after memory has grown.
+MAX_PIXELS = 100_000_000
+MAX_SAMPLES = 10_000_000
+MAX_STEPS = 100_000_000
+MAX_BATCH = 65_536
+
+
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class TinyModel(Section):
@@ -43,17 +51,17 @@ class TinyModel(Section):
 
     family: Literal["qwen2_vl", "qwen2_5_vl", "qwen3_vl"] = "qwen2_5_vl"
     seed: int = 0
-    hidden_size: int = Field(64, gt=0)
-    num_layers: int = Field(2, gt=0)
-    num_heads: int = Field(4, gt=0)
-    max_image_tokens: int = Field(16, gt=0)
+    hidden_size: int = Field(64, gt=0, le=8192)
+    num_layers: int = Field(2, gt=0, le=128)
+    num_heads: int = Field(4, gt=0, le=256)
+    max_image_tokens: int = Field(16, gt=0, le=16_384)
 
 
 class Lora(Section):
     """LoRA adapters through peft; only the adapters (and parts left unfrozen) train."""
 
     enabled: bool = False
-    r: int = Field(16, gt=0)
+    r: int = Field(16, gt=0, le=65_536)
     alpha: int = Field(32, gt=0)
     dropout: float = Field(0.05, ge=0, lt=1)
     target_modules: list[str] | Literal["all-linear"] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -80,8 +88,8 @@ class ModelSection(Section):
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
     attn_implementation: Literal["sdpa", "eager", "flash_attention_2", "flash_attention_3"] | None = None
     coord_format: Literal["auto", "norm1000", "pixels", "norm1"] = "auto"
-    min_pixels: int = Field(3136, gt=0)
-    max_pixels: int = Field(401_408, gt=0)
+    min_pixels: int = Field(3136, gt=0, le=MAX_PIXELS)
+    max_pixels: int = Field(401_408, gt=0, le=MAX_PIXELS)
     freeze: PartSettings = PartSettings(vision=True)
     learning_rates: PartLearningRates = PartLearningRates()
     lora: Lora = Lora()
@@ -115,7 +123,7 @@ class DatasetSpec(Section):
     split: str = "train"
     image_column: str = "image"
     label_column: str = "label"
-    num_samples: int = Field(64, gt=0)
+    num_samples: int = Field(64, gt=0, le=MAX_SAMPLES)
     seed: int = 0
     options: dict[str, Any] = {}
     """Extra options of the kind's loader (e.g. ``shapes``, ``colours``, ``scale`` for ``synthetic_shapes``)."""
@@ -138,7 +146,7 @@ class DatasetSpec(Section):
 
 class ScheduleStep(Section):
     dataset: str
-    batches: int = Field(gt=0)
+    batches: int = Field(gt=0, le=MAX_STEPS)
 
 
 class Replay(Section):
@@ -172,7 +180,7 @@ class RewardSpec(Section):
     """A reward from the registry (name, ``module:function`` or ``file.py:function``)."""
 
     name: str
-    weight: float = 1.0
+    weight: float = Field(1.0, ge=0)
     kwargs: dict[str, Any] = {}
     alias: str | None = None
     range: tuple[float, float] | None = None
@@ -225,9 +233,9 @@ class WarmupSection(Section):
     the model learns how to answer but not what: everything it learns about the task is GRPO's.
     """
 
-    steps: int = Field(0, ge=0)
+    steps: int = Field(0, ge=0, le=MAX_STEPS)
     learning_rate: float = Field(1e-3, gt=0)
-    batch_size: int = Field(8, gt=0)
+    batch_size: int = Field(8, gt=0, le=MAX_BATCH)
     format_only: bool = True
 
 
@@ -236,8 +244,8 @@ class EvalSection(Section):
 
     datasets: list[DatasetSpec] = []
     every_steps: int | None = Field(None, gt=0)
-    max_new_tokens: int = Field(64, gt=0)
-    batch_size: int = Field(8, gt=0)
+    max_new_tokens: int = Field(64, gt=0, le=1_000_000)
+    batch_size: int = Field(8, gt=0, le=MAX_BATCH)
     protocol: Literal["full", "visual_rft"] = "full"
     pictures: int = Field(8, ge=0)
     retention: list[DatasetSpec] = []
@@ -289,7 +297,24 @@ class Recipe(Section):
     output: OutputSection = OutputSection()
 
     @model_validator(mode="after")
-    def _reward_routing(self) -> Recipe:
+    def _across_sections(self) -> Recipe:
+        shown = [r.alias or r.name.rsplit(":", 1)[-1] for r in self.rewards]
+        for i, name in enumerate(shown):
+            if name in shown[:i]:
+                raise ValueError(
+                    f"rewards[{i}] ({self.rewards[i].name}) is logged as {name!r}, like rewards[{shown.index(name)}]: "
+                    "the same reward listed twice counts it twice and mixes their logs; remove one, or give one "
+                    "an alias (rewards[i].alias) to score it twice with other options")
+        replay = self.data.replay
+        if replay and [d.name for d in self.data.datasets] == [replay.dataset]:
+            raise ValueError(f"data.replay.dataset: {replay.dataset!r} is the only dataset; replay mixes a share of one "
+                             "dataset into the batches of the others: add the dataset to train on, or remove data.replay")
+        for field, specs in (("eval.datasets", self.eval.datasets), ("eval.retention", self.eval.retention)):
+            names = [d.name for d in specs]
+            twice = sorted({n for n in names if names.count(n) > 1})
+            if twice:
+                raise ValueError(f"{field}: dataset names must be unique (scores are reported by dataset name); "
+                                 f"{', '.join(map(repr, twice))} appears more than once")
         names = {r.alias or r.name for r in self.rewards}
         for i, d in enumerate(self.data.datasets):
             for r in d.rewards or []:

@@ -1,4 +1,4 @@
-"""``accelerate launch -m rft.train RECIPE [--set K=V ...] [--resume PATH]``: one training process."""
+"""``accelerate launch -m rft.train RECIPE [--set K=V ...] [--resume PATH | --overwrite]``: one training process."""
 
 from rft.cli import main
 

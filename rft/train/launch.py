@@ -19,7 +19,7 @@ def accelerate_config(dist: DistributedSection) -> Path:
 
 
 def launch_command(recipe_path: str | Path, overrides: list[str], dist: DistributedSection, gpus: int,
-                   resume: str | None = None, cuda: bool | None = None) -> list[str]:
+                   resume: str | None = None, cuda: bool | None = None, overwrite: bool = False) -> list[str]:
     """``accelerate launch ... -m rft.train RECIPE`` with the recipe's accelerate/DeepSpeed configs; on a
     machine without CUDA, ``torchrun`` with ``gpus`` CPU processes over gloo (the multi-process path,
     testable anywhere): DDP, or with ``zero_stage`` 2/3 DeepSpeed's CPU accelerator and the same
@@ -30,7 +30,7 @@ def launch_command(recipe_path: str | Path, overrides: list[str], dist: Distribu
         cuda = torch.cuda.is_available()
     if dist.zero_stage:
         require_deepspeed(dist.zero_stage)
-    args = [str(recipe_path), *set_args(overrides), *(["--resume", resume] if resume else [])]
+    args = [str(recipe_path), *set_args(overrides), *(["--resume", resume] if resume else []), *(["--overwrite"] if overwrite else [])]
     if not cuda:
         return torchrun_command("rft.train", args, gpus)
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(accelerate_config(dist)),
@@ -50,9 +50,9 @@ def set_args(overrides: list[str]) -> list[str]:
 
 
 def launch(recipe_path: str | Path, overrides: list[str], dist: DistributedSection, gpus: int,
-           resume: str | None = None) -> int:
+           resume: str | None = None, overwrite: bool = False) -> int:
     """Run the distributed training and return its exit code."""
-    return run(launch_command(recipe_path, overrides, dist, gpus, resume))
+    return run(launch_command(recipe_path, overrides, dist, gpus, resume, overwrite=overwrite))
 
 
 def run(cmd: list[str]) -> int:

@@ -1,9 +1,14 @@
 """Reward plugins run guarded: one odd answer must not kill an hours-long run.
 
-An exception, a wrong-length result or a non-finite value from a reward is recorded in
-``failures.jsonl`` (reward, sample id, completion, traceback); the samples it hit get the fallback
-(``None`` by default: "does not apply"); the run stops with a clear error only when failures exceed
-``max_rate`` of the samples seen (after ``min_samples``). A per-call time limit is available.
+Each reward gets its own copy of the completions and columns, so a reward that changes them cannot
+change what the next reward scores. An exception (``SystemExit`` included), a result of the wrong
+length or a value that is not a finite number (Python, numpy or torch scalars are numbers) is recorded
+in ``failures.jsonl`` (reward, sample id, completion, traceback) and the samples it hit get the
+fallback (``None`` by default: "does not apply"). A batch that raised is scored again sample by sample
+to find the samples at fault, within one more ``timeout`` in all; a batch that ran out of time fails
+for all its samples. The run stops with a clear error only when failures exceed ``max_rate`` of the
+samples seen (after ``min_samples``); at its end :meth:`FailureLog.summary` says how often each reward
+failed. A ``KeyboardInterrupt`` raised in a reward is an interruption (``on_interrupt``), not a failure.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import numbers
 import signal
 import threading
 import traceback
@@ -22,6 +28,9 @@ from rft.errors import RftError
 from rft.processes import summed_over_processes
 
 RewardFn = Callable[..., list]
+
+FAILURES = (Exception, SystemExit)
+"""What a reward may raise that counts as its failure (``sys.exit()`` in a plugin included)."""
 
 
 class RewardFailure(RftError):
@@ -75,41 +84,116 @@ class FailureLog:
                 f"the failures, with completions and tracebacks, are in {self.path}"
             )
 
+    def summary(self, names: list[str]) -> str | None:
+        """How often each of ``names`` failed, over all processes (a collective: every process calls it),
+        or None when none did."""
+        counts = summed_over_processes(*(self.failed.get(n, 0) for n in names), *(self.seen.get(n, 0) for n in names))
+        failed = [(n, f, s) for n, f, s in zip(names, counts[:len(names)], counts[len(names):]) if f]
+        if not failed:
+            return None
+        parts = ", ".join(f"{n!r} on {f} of {s} samples" for n, f, s in failed)
+        return f"rewards failed during the run: {parts}; those samples scored the fallback; see {self.path}"
+
 
 def _one(columns: dict[str, Any], i: int) -> dict[str, Any]:
     return {k: [v[i]] if isinstance(v, list) else v for k, v in columns.items()}
 
 
-def guarded(fn: RewardFn, log: FailureLog, fallback: float | None = None, timeout: float | None = None) -> RewardFn:
-    """``fn`` with failures isolated per sample, logged, and replaced by ``fallback``."""
+def private_copy(value: Any) -> Any:
+    """``value`` copied as far as a reward could change it: lists, tuples, dicts and sets all the way down,
+    images, arrays and tensors; strings and numbers are immutable, other objects (the trainer state, TRL's
+    logging callables) are shared."""
+    if isinstance(value, list):
+        return [private_copy(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(private_copy(v) for v in value)
+    if isinstance(value, dict):
+        return {k: private_copy(v) for k, v in value.items()}
+    if isinstance(value, (set, bytearray)):
+        return type(value)(value)
+    copy = getattr(value, "clone", None) or getattr(value, "copy", None)  # torch tensors; PIL images, numpy arrays
+    return copy() if callable(copy) and type(value).__module__.split(".")[0] in ("torch", "PIL", "numpy") else value
+
+
+def as_number(value: Any) -> float | None:
+    """A reward value as a float (Python, numpy and torch scalars alike), ``None`` as is; raises
+    ``ValueError`` for anything else or a non-finite number."""
+    if value is None:
+        return None
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:
+        value = value.item()  # numpy scalars and 0-d arrays, 0-d torch tensors
+    if isinstance(value, numbers.Real) and math.isfinite(value):
+        return float(value)
+    raise ValueError(f"non-finite or non-numeric value {value!r}")
+
+
+def _values(result: Any, n: int) -> list:
+    """A reward's result as a list of ``n`` values (a list, tuple, 1-d array or tensor)."""
+    if hasattr(result, "tolist") and getattr(result, "ndim", None) == 1:
+        result = result.tolist()
+    if not isinstance(result, (list, tuple)) or len(result) != n:
+        length = len(result) if hasattr(result, "__len__") else "?"
+        raise ValueError(f"returned {type(result).__name__} of length {length} for {n} completions")
+    return list(result)
+
+
+def guarded(fn: RewardFn, log: FailureLog, fallback: float | None = None, timeout: float | None = None,
+            on_interrupt: Callable[[], None] | None = None) -> RewardFn:
+    """``fn`` with failures isolated per sample, logged, and replaced by ``fallback`` (module docstring).
+    ``on_interrupt`` is called when ``fn`` raises ``KeyboardInterrupt`` (else it propagates)."""
     name = fn.__name__
 
     def call(completions: list, columns: dict[str, Any]) -> list:
-        with time_limit(timeout):
-            values = fn(completions, **columns)
-        if not isinstance(values, (list, tuple)) or len(values) != len(completions):
-            raise ValueError(f"returned {type(values).__name__} of length {len(values) if hasattr(values, '__len__') else '?'} "
-                             f"for {len(completions)} completions")
-        return list(values)
+        return _values(fn(private_copy(completions), **private_copy(columns)), len(completions))
 
     @functools.wraps(fn)
     def safe(completions: list, **columns: Any) -> list:
-        ids = columns.get("id") or [None] * len(completions)
+        n = len(completions)
+        shown = private_copy(completions)  # what the failure log shows, whatever fn does to its copy
+        ids = list(columns.get("id") or [None] * n)
+        failed: dict[int, str] = {}
         try:
-            values = call(completions, columns)
-        except Exception:  # find the samples at fault, one by one
-            values = []
-            for i, completion in enumerate(completions):
-                try:
-                    values += call([completion], _one(columns, i))
-                except Exception as exc:
-                    log.record(name, ids[i], completion, "".join(traceback.format_exception(exc)))
-                    values.append(fallback)
+            try:
+                with time_limit(timeout):
+                    values = call(completions, columns)
+            except RewardTimeout as exc:
+                values = [fallback] * n
+                failed = {i: f"{exc} (a batch of {n} completions; not retried one by one)" for i in range(n)}
+            except FAILURES:  # find the samples at fault, one by one, within one more time limit in all
+                values, failed = retry_one_by_one(completions, columns)
+        except KeyboardInterrupt:
+            if on_interrupt is None:
+                raise
+            on_interrupt()
+            return [fallback] * n
         for i, value in enumerate(values):
-            if value is not None and (not isinstance(value, (int, float)) or not math.isfinite(value)):
-                log.record(name, ids[i], completions[i], f"non-finite or non-numeric value {value!r}")
-                values[i] = fallback
-        log.count(name, len(completions))
+            if i in failed:
+                continue
+            try:
+                values[i] = as_number(value)
+            except ValueError as exc:
+                failed[i] = str(exc)
+        for i in sorted(failed):
+            values[i] = fallback
+            log.record(name, ids[i], shown[i], failed[i])
+        log.count(name, n)
         return values
+
+    def retry_one_by_one(completions: list, columns: dict[str, Any]) -> tuple[list, dict[int, str]]:
+        n = len(completions)
+        values, failed, current = [fallback] * n, {}, 0
+        try:
+            with time_limit(timeout):
+                for current in range(n):
+                    try:
+                        values[current] = call([completions[current]], _one(columns, current))[0]
+                    except RewardTimeout:
+                        raise
+                    except FAILURES as exc:
+                        failed[current] = "".join(traceback.format_exception(exc))
+        except RewardTimeout as exc:
+            failed.update({i: f"{exc} (scoring the batch one by one, after it failed)" for i in range(current, n)
+                           if i not in failed})
+        return values, failed
 
     return safe

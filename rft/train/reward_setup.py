@@ -6,6 +6,7 @@ import functools
 from typing import Any, Callable
 
 import rewards
+from rft.errors import RecipeError
 from rft.recipe.schema import Recipe, RewardSpec
 
 RewardFn = Callable[..., list]
@@ -16,8 +17,8 @@ def only_for_datasets(fn: RewardFn, datasets: set[str]) -> RewardFn:
 
     @functools.wraps(fn)
     def routed(completions: list, **columns: Any) -> list:
+        names = list(columns.get("dataset") or [None] * len(completions))  # read before fn can change them
         values = fn(completions, **columns)
-        names = columns.get("dataset") or [None] * len(completions)
         return [v if d is None or d in datasets else None for v, d in zip(values, names)]
 
     return routed
@@ -49,5 +50,12 @@ def reward_function(spec: RewardSpec, recipe: Recipe, route: bool = True) -> Rew
 
 
 def build_rewards(recipe: Recipe, route: bool = True) -> tuple[list[RewardFn], list[float]]:
-    """TRL ``reward_funcs`` and ``reward_weights`` of a recipe."""
-    return [reward_function(s, recipe, route) for s in recipe.rewards], [s.weight for s in recipe.rewards]
+    """TRL ``reward_funcs`` and ``reward_weights`` of a recipe; a spec that does not resolve to a reward is a
+    :class:`RecipeError` naming its ``rewards[i]`` entry."""
+    functions = []
+    for i, spec in enumerate(recipe.rewards):
+        try:
+            functions.append(reward_function(spec, recipe, route))
+        except rewards.RewardSpecError as exc:
+            raise RecipeError(f"rewards[{i}] ({spec.name}): {exc}") from None
+    return functions, [s.weight for s in recipe.rewards]

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 import math
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rft.errors import RecipeError, RftError
+from rft.errors import EXIT_ERROR, EXIT_INTERRUPTED, RecipeError, RftError
 from rft.recipe import Recipe, dump_recipe
 
 log = logging.getLogger(__name__)
@@ -20,6 +21,12 @@ WARMED_UP = "warmed_up"
 
 class TrainingStopped(RftError):
     """Training stopped early for a reason the user must see (it saved a checkpoint first)."""
+
+
+class TrainingInterrupted(RftError):
+    """SIGTERM or SIGINT stopped the run after it saved a checkpoint: resume it (exit status 75)."""
+
+    exit_status = EXIT_INTERRUPTED
 
 
 @dataclass(frozen=True)
@@ -91,30 +98,15 @@ def prepare_model(recipe: Recipe, loaded, banned: list[int]):
     return model
 
 
-def train(recipe: Recipe, resume: str | None = None):
-    """Run GRPO as ``recipe`` says; returns the trainer (its ``state.log_history`` holds the metrics)."""
-    import torch
-    from transformers import set_seed
-    from transformers.trainer_callback import PrinterCallback, ProgressCallback
-    from trl.models.utils import unwrap_model_for_generation
+def train(recipe: Recipe, resume: str | None = None, overwrite: bool = False):
+    """Run GRPO as ``recipe`` says; returns the trainer (its ``state.log_history`` holds the metrics).
 
-    from rft.data.build import check_modalities, to_dataset
-    from rft.data.mixing import order_rows
-    from rft.data.sources import training_rows
-    from rft.eval.heldout import HeldOut, HeldOutCallback, format_scores
-    from rft.eval.run import eval_rows
-    from rft.models.load import load_model
+    ``output.dir`` is locked for the run, and an earlier run there is refused unless ``resume`` continues it
+    or ``overwrite`` replaces it (:mod:`rft.train.output_dir`). Nothing is written over an earlier run's
+    files before the model, data, rewards and GRPO config are ready. A run stopped by SIGTERM/SIGINT saves a
+    checkpoint and raises :class:`TrainingInterrupted` (no ``final/``)."""
     from rft.processes import process_state
-    from rft.models.vision_tokens import placeholder_token_ids, vision_token_ids
-    from rft.train.checkpoints import (
-        CheckpointOnSignal, SkipNonFiniteSteps, latest_checkpoint, process_count_note, resolve_resume,
-    )
-    from rft.train.config import RFT_DEFAULTS, grpo_config
-    from rft.train.reward_guard import FailureLog, guarded
-    from rft.train.reward_setup import build_rewards
-    from rft.train.run_log import RunLog
-    from rft.train.trainer import RftGRPOTrainer
-    from rft.train.vllm_engine import colocated_engine_options, engine_options, reset_encoder_cache_on_server
+    from rft.train.output_dir import claim_output_dir
     from rft.zero import require_deepspeed
 
     # Under torchrun / accelerate launch every rank runs this: files shared between ranks (the
@@ -125,13 +117,63 @@ def train(recipe: Recipe, resume: str | None = None):
     state = process_state(deepspeed=recipe.distributed.zero_stage > 0)
     out = Path(recipe.output.dir)
     out.mkdir(parents=True, exist_ok=True)
-    if state.is_local_main_process:
-        dump_recipe(recipe, out / "recipe.yaml")
+    lock = claim_output_dir(out, resume, overwrite, state.is_main_process)
+    try:
+        return _train(recipe, resume, overwrite, state, out)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _ending(exc: BaseException) -> tuple[str, int]:
+    """``run_status.json``'s status and exit status for a run that raised ``exc``."""
+    if isinstance(exc, TrainingInterrupted):
+        return "interrupted", EXIT_INTERRUPTED
+    if isinstance(exc, RftError):
+        return "stopped", exc.exit_status
+    return "failed", EXIT_ERROR
+
+
+@dataclass
+class StartUp:
+    """What start-up prepared for the GRPO run (:func:`train`)."""
+
+    resume: str | None
+    loaded: Any
+    rows: dict[str, list[dict]]
+    dataset: Any
+    banned: list[int]
+    heldout_rows: list[dict] | None
+    config: Any
+    stop: Any
+    failures: Any
+    reward_funcs: list
+    reward_names: list[str]
+    trainer: Any = None
+
+
+def _train(recipe: Recipe, resume: str | None, overwrite: bool, state, out: Path):
+    from transformers import set_seed
+
+    from rft.data.build import check_modalities, to_dataset
+    from rft.data.mixing import order_rows
+    from rft.data.sources import training_rows
+    from rft.eval.run import eval_rows
+    from rft.models.load import load_model
+    from rft.models.vision_tokens import vision_token_ids
+    from rft.train.checkpoints import CheckpointOnSignal, process_count_note, resolve_resume
+    from rft.train.config import RFT_DEFAULTS, grpo_config
+    from rft.train.output_dir import clear_earlier_run, write_status
+    from rft.train.reward_guard import FailureLog, guarded
+    from rft.train.reward_setup import build_rewards
+
     set_seed(recipe.seed)
     reward_funcs, reward_weights = build_rewards(recipe)  # fail fast on a bad reward spec
-    guard = recipe.reward_guard
+    reward_names = [fn.__name__ for fn in reward_funcs]
+    guard, stop = recipe.reward_guard, CheckpointOnSignal()
     failures = FailureLog(out / "failures.jsonl", guard.max_failure_rate, guard.min_samples)
-    reward_funcs = [guarded(fn, failures, guard.fallback, guard.timeout_s) for fn in reward_funcs]
+    reward_funcs = [guarded(fn, failures, guard.fallback, guard.timeout_s, on_interrupt=stop.request_stop)
+                    for fn in reward_funcs]
     resume = resolve_resume(resume, out)
     note = process_count_note(resume, state.num_processes) if resume is not None else None
     if note and state.is_main_process:
@@ -154,24 +196,62 @@ def train(recipe: Recipe, resume: str | None = None):
     dataset = to_dataset(ordered, recipe.speed.cache_decoded_images)
     log.info("training on %d prompts in %d batches of %d, %d steps", len(ordered), plan.n_batches,
              plan.prompts_per_batch, plan.max_steps)
+    banned = vision_token_ids(loaded.processor.tokenizer, loaded.family, loaded.processor)
+    heldout_rows = eval_rows(recipe.eval.datasets, recipe, loaded, out / "data") if recipe.eval.datasets else None
+    config = grpo_config(recipe, loaded.model.dtype, banned, reward_weights, plan.max_steps)
+
+    # Start-up is over: from here on the run writes its outputs (over an earlier run's only with overwrite).
+    if overwrite and state.is_main_process:
+        clear_earlier_run(out)
+    state.wait_for_everyone()
+    if state.is_local_main_process:
+        dump_recipe(recipe, out / "recipe.yaml")
+    ready = StartUp(resume, loaded, rows, dataset, banned, heldout_rows, config, stop, failures, reward_funcs, reward_names)
+    try:
+        trainer = _run_grpo(recipe, state, out, ready)
+    except BaseException as exc:
+        if state.is_main_process:
+            step = ready.trainer.state.global_step if ready.trainer is not None else None
+            write_status(out, *_ending(exc), step, message=str(exc))
+        raise
+    if state.is_main_process:
+        write_status(out, "finished", 0, trainer.state.global_step)
+    return trainer
+
+
+def _run_grpo(recipe: Recipe, state, out: Path, ready: StartUp):
+    """The warm-up, GRPO and the final model, once start-up is over (:func:`train`)."""
+    import torch
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+    from trl.models.utils import unwrap_model_for_generation
+
+    from rft.eval.heldout import HeldOut, HeldOutCallback, format_scores
+    from rft.models.load import load_model
+    from rft.models.lora import base_record
+    from rft.models.vision_tokens import placeholder_token_ids
+    from rft.train.checkpoints import INCOMPLETE, SkipNonFiniteSteps, latest_checkpoint, publish
+    from rft.train.reward_setup import build_rewards
+    from rft.train.run_log import RunLog
+    from rft.train.trainer import RftGRPOTrainer
+    from rft.train.vllm_engine import colocated_engine_options, engine_options, reset_encoder_cache_on_server
+
+    loaded, resume = ready.loaded, ready.resume
     if recipe.warmup.steps and resume is None:  # a resumed run's weights come from the checkpoint
         from rft.train.warmup import supervised_warmup
 
         # GRPO starts from the warmed-up weights, and model.name_or_path must say so: TRL builds the KL
         # reference model from it, vLLM loads it, a LoRA adapter records it as its base.
-        supervised_warmup(loaded, [r for rs in rows.values() for r in rs], recipe.warmup, recipe.seed,
+        supervised_warmup(loaded, [r for rs in ready.rows.values() for r in rs], recipe.warmup, recipe.seed,
                           distributed=recipe.distributed, save_to=out / WARMED_UP)
         if recipe.distributed.zero_stage:  # the warm-up's DeepSpeed engine holds that model: GRPO gets a fresh one
             loaded = load_model(recipe.model.model_copy(update={"path": str(out / WARMED_UP), "tiny": None}), out)
     if (recipe.warmup.steps and resume is None) or (resume is not None and not recipe.model.lora.enabled):
         # A resumed run's weights come from its checkpoint, but its KL reference is still where GRPO started.
         loaded.model.name_or_path = loaded.model.config._name_or_path = grpo_start(recipe, out)
-    banned = vision_token_ids(loaded.processor.tokenizer, loaded.family, loaded.processor)
     heldout = None
-    if recipe.eval.datasets:
-        heldout_rows = eval_rows(recipe.eval.datasets, recipe, loaded, out / "data")
-        heldout = HeldOut(heldout_rows, build_rewards(recipe, route=False)[0], loaded.processor, banned, recipe.eval.max_new_tokens,
-                          recipe.eval.batch_size)
+    if ready.heldout_rows is not None:
+        heldout = HeldOut(ready.heldout_rows, build_rewards(recipe, route=False)[0], loaded.processor, ready.banned,
+                          recipe.eval.max_new_tokens, recipe.eval.batch_size)
     before = {}
     if heldout and resume is None:
         if recipe.distributed.zero_stage != 3:
@@ -181,29 +261,38 @@ def train(recipe: Recipe, resume: str | None = None):
         before = heldout(loaded.model)
     if before and state.is_main_process:
         print(f"held-out before GRPO: {format_scores(before)}", flush=True)
-    model = prepare_model(recipe, loaded, banned)
-    config = grpo_config(recipe, loaded.model.dtype, banned, reward_weights, plan.max_steps)
+    # a LoRA adapter records the weights it was trained on, which rft eval / export check its base against
+    adapter_base = base_record(loaded.model) if recipe.model.lora.enabled else None
+    model = prepare_model(recipe, loaded, ready.banned)
     nonfinite = SkipNonFiniteSteps(recipe.output.max_nonfinite_steps)
-    callbacks = [RunLog(out, extra={"eval_before_grpo": before}), CheckpointOnSignal(), nonfinite]
+    callbacks = [RunLog(out, extra={"eval_before_grpo": before}), ready.stop, nonfinite]
     engine = engine_options(recipe.model, loaded.family, cuda=torch.cuda.is_available())
     with colocated_engine_options(engine if recipe.rollout.backend == "vllm" else {}, placeholder_token_ids(loaded.processor)):
         trainer = RftGRPOTrainer(
-            model=model, reward_funcs=reward_funcs, args=config, train_dataset=dataset,
+            model=model, reward_funcs=ready.reward_funcs, args=ready.config, train_dataset=ready.dataset,
             processing_class=loaded.processor, callbacks=callbacks,
             part_learning_rates=recipe.model.learning_rates.model_dump(),
-            reuse_training_logps=recipe.speed.reuse_training_logprobs,
+            reuse_training_logps=recipe.speed.reuse_training_logprobs, adapter_base=adapter_base,
         )
+    ready.trainer = trainer
     server = getattr(getattr(trainer, "vllm_generation", None), "vllm_client", None)  # main process, server mode
     if server is not None:
         reset_encoder_cache_on_server(server)
     if heldout is not None:  # generation from the trained model, with ZeRO-3's parameters gathered once per call
-        heldout.unwrap = lambda _: unwrap_model_for_generation(trainer.model_wrapped, trainer.accelerator,
-                                                               gather_deepspeed3_params=config.ds3_gather_for_generation)
+        heldout.unwrap = lambda _: unwrap_model_for_generation(
+            trainer.model_wrapped, trainer.accelerator, gather_deepspeed3_params=ready.config.ds3_gather_for_generation)
     if heldout and recipe.eval.every_steps:
         trainer.add_callback(HeldOutCallback(heldout, recipe.eval.every_steps, trainer._log_metric))
     trainer.remove_callback(PrinterCallback)  # RunLog prints one readable line per step instead
     trainer.remove_callback(ProgressCallback)
     trainer.train(resume_from_checkpoint=resume)
+    failed = ready.failures.summary(ready.reward_names)
+    if failed and state.is_main_process:
+        log.warning("%s", failed)
+    if ready.stop.stopped_by:
+        raise TrainingInterrupted(
+            f"interrupted by {ready.stop.stopped_by} at step {trainer.state.global_step}, after saving "
+            f"{latest_checkpoint(out)}; continue with: rft train <recipe> --resume latest")
     if nonfinite.stopped:
         raise TrainingStopped(
             f"training stopped at step {trainer.state.global_step}: steps {nonfinite.skipped} had a NaN or infinite "
@@ -215,7 +304,14 @@ def train(recipe: Recipe, resume: str | None = None):
         if state.is_main_process:
             print(f"held-out after GRPO:  {format_scores(after)}", flush=True)
             callbacks[0].write(trainer.state, {"eval_before_grpo": before, "eval_after_grpo": after})
-    trainer.save_model(str(out / "final"))  # every rank: under ZeRO-3 it gathers the shards
+    # like a checkpoint, final/ appears whole: written aside, then renamed
+    staging = out / INCOMPLETE / "final"
+    if state.is_main_process and staging.exists():
+        shutil.rmtree(staging)
+    state.wait_for_everyone()
+    trainer.save_model(str(staging))  # every rank: under ZeRO-3 it gathers the shards
     if state.is_main_process:
-        loaded.processor.save_pretrained(str(out / "final"))
+        loaded.processor.save_pretrained(str(staging))
+        publish(staging, out / "final")
+    state.wait_for_everyone()
     return trainer

@@ -100,12 +100,6 @@ class RunLog(TrainerCallback):
         (self.output_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
         plot_rewards([h for h in state.log_history if "reward" in h], self.output_dir / "reward_curve.png")
 
-    def on_save(self, args, state, control, **kwargs):
-        """Each checkpoint carries the resolved recipe that produced it."""
-        recipe, checkpoint = self.output_dir / "recipe.yaml", self.output_dir / f"checkpoint-{state.global_step}"
-        if state.is_world_process_zero and recipe.is_file() and checkpoint.is_dir():
-            (checkpoint / "recipe.yaml").write_text(recipe.read_text())
-
     def on_train_end(self, args, state, control, **kwargs):
         if state.is_world_process_zero:
             self.write(state)

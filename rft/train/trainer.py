@@ -3,9 +3,10 @@ on-policy, no extra log-prob pass for vLLM's importance-sampling correction.
 
 TRL's generation, loss and logging are TRL's; what is overridden: ``create_optimizer`` (the Trainer
 hook meant for it), ``_load_from_checkpoint`` (a LoRA run's trained adapter, which transformers skips
-next to TRL's reference adapter), ``_save`` (a LoRA run's adapter under ZeRO-3), and around
-``_generate_and_score_completions`` / ``_compute_loss`` the place where the importance-sampling ratio
-is computed (:mod:`rft.train.onpolicy_logps`).
+next to TRL's reference adapter), ``_save`` (a LoRA run's adapter under ZeRO-3), ``save_model`` (a LoRA
+adapter gets the record of its base, :mod:`rft.models.lora`), checkpoint saving (written whole or not at
+all: :class:`rft.train.checkpoints.AtomicCheckpoints`), and around ``_generate_and_score_completions`` /
+``_compute_loss`` the place where the importance-sampling ratio is computed (:mod:`rft.train.onpolicy_logps`).
 """
 
 from __future__ import annotations
@@ -16,22 +17,32 @@ from typing import Any
 import torch
 from trl import GRPOTrainer
 
+from rft.models.lora import write_base_record
 from rft.models.parts import parameter_groups
+from rft.train.checkpoints import AtomicCheckpoints
 from rft.train.onpolicy_logps import ACROSS_PROCESSES, on_policy, ratio_metrics, vllm_importance_ratio
 
 
-class RftGRPOTrainer(GRPOTrainer):
+class RftGRPOTrainer(AtomicCheckpoints, GRPOTrainer):
     """``GRPOTrainer`` whose optimizer gives the vision tower, projector and language model their own
-    learning rates (``part_learning_rates``; None means ``args.learning_rate``), and which, given
+    learning rates (``part_learning_rates``; None means ``args.learning_rate``), which, given
     ``reuse_training_logps``, takes vLLM's importance-sampling ratio from the training forward's
-    log-probs when they equal the extra pass's (on-policy batches)."""
+    log-probs when they equal the extra pass's (on-policy batches), whose checkpoints appear only when
+    complete, and which writes ``adapter_base`` (:func:`rft.models.lora.base_record`) next to each
+    LoRA adapter it saves."""
 
     def __init__(self, *args, part_learning_rates: dict[str, float | None] | None = None,
-                 reuse_training_logps: bool = False, **kwargs):
+                 reuse_training_logps: bool = False, adapter_base: dict | None = None, **kwargs):
         self.part_learning_rates = part_learning_rates or {}
         self.reuse_training_logps = reuse_training_logps
+        self.adapter_base = adapter_base
         self._ratio_inputs: dict[str, Any] | None = None  # the batch whose ratio the next log-prob call gives
         super().__init__(*args, **kwargs)
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        super().save_model(output_dir, _internal_call)
+        if self.adapter_base is not None and self.args.should_save:
+            write_base_record(output_dir or self.args.output_dir, self.adapter_base)
 
     def create_optimizer(self, model=None):
         opt_model = self.model if model is None else model
