@@ -1,4 +1,4 @@
-"""The ``rft`` command: ``rft train``, ``rft eval``, ``rft export``, ``rft serve``, ``rft demo``."""
+"""The ``rft`` command: ``rft train``, ``rft sft``, ``rft eval``, ``rft export``, ``rft serve``, ``rft demo``."""
 
 from __future__ import annotations
 
@@ -25,6 +25,14 @@ def _train(args: argparse.Namespace) -> int:
 
     train(recipe, resume=args.resume)
     leave_process_group()
+    return 0
+
+
+def _sft(args: argparse.Namespace) -> int:
+    from rft.recipe import load_recipe
+    from rft.train.sft import sft
+
+    sft(load_recipe(args.recipe, args.set))
     return 0
 
 
@@ -79,6 +87,10 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--gpus", type=int, default=None, help="launch on N GPUs with accelerate (+ DeepSpeed if zero_stage)")
     t.add_argument("--resume", default=None, help="resume: latest (newest checkpoint in output.dir) or a checkpoint folder")
     t.set_defaults(func=_train)
+    f = sub.add_parser("sft", help="supervised fine-tuning on the recipe's training data (reference answers; its sft: section)")
+    f.add_argument("recipe", help="recipe YAML")
+    f.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one recipe field")
+    f.set_defaults(func=_sft)
     e = sub.add_parser("eval", help="evaluate a model on the recipe's eval datasets (mAP, accuracy, negatives, ...)")
     e.add_argument("recipe", help="recipe YAML")
     e.add_argument("--model", default=None, help="checkpoint or model folder (default: the recipe's model)")

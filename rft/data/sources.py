@@ -51,7 +51,8 @@ def load_rows(spec: DatasetSpec, on_bad_image: str, cache_dir: Path) -> tuple[li
                                **spec.options)
         except TypeError as exc:
             raise DataError(f"dataset {spec.name!r}: bad options {spec.options}: {exc}") from exc
-        return made, LoadReport(source=f"synthetic shapes {spec.name}", rows=len(made))
+        negatives = sum(r["task"] in ("detection", "grounding") and not r["solution"]["boxes"] for r in made)
+        return made, LoadReport(source=f"synthetic shapes {spec.name}", rows=len(made), negatives=negatives)
     raise DataError(f"dataset {spec.name!r}: unknown kind {kind!r}")
 
 

@@ -171,7 +171,7 @@ def train(recipe: Recipe, resume: str | None = None):
     if recipe.eval.datasets:
         heldout_rows = eval_rows(recipe.eval.datasets, recipe, loaded, out / "data")
         heldout = HeldOut(heldout_rows, build_rewards(recipe, route=False)[0], loaded.processor, banned, recipe.eval.max_new_tokens,
-                          recipe.eval.batch_size)
+                          recipe.eval.batch_size, recipe.eval.protocol)
     before = {}
     if heldout and resume is None:
         if recipe.distributed.zero_stage != 3:
@@ -196,8 +196,10 @@ def train(recipe: Recipe, resume: str | None = None):
     server = getattr(getattr(trainer, "vllm_generation", None), "vllm_client", None)  # main process, server mode
     if server is not None:
         reset_encoder_cache_on_server(server)
+    periodic = None
     if heldout and recipe.eval.every_steps:
-        trainer.add_callback(HeldOutCallback(heldout, recipe.eval.every_steps, trainer._log_metric))
+        periodic = HeldOutCallback(heldout, recipe.eval.every_steps, trainer._log_metric)
+        trainer.add_callback(periodic)
     trainer.remove_callback(PrinterCallback)  # RunLog prints one readable line per step instead
     trainer.remove_callback(ProgressCallback)
     trainer.train(resume_from_checkpoint=resume)
@@ -211,7 +213,8 @@ def train(recipe: Recipe, resume: str | None = None):
         after = heldout(trainer.model)
         if state.is_main_process:
             print(f"held-out after GRPO:  {format_scores(after)}", flush=True)
-            callbacks[0].write(trainer.state, {"eval_before_grpo": before, "eval_after_grpo": after})
+            callbacks[0].write(trainer.state, {"eval_before_grpo": before, "eval_after_grpo": after,
+                                               "heldout_eval_seconds": periodic.seconds if periodic else 0.0})
     trainer.save_model(str(out / "final"))  # every rank: under ZeRO-3 it gathers the shards
     if state.is_main_process:
         loaded.processor.save_pretrained(str(out / "final"))
