@@ -73,6 +73,8 @@ class HeldOutCallback(TrainerCallback):
         self.heldout, self.every_steps, self.log_metric, self.print = heldout, every_steps, log_metric, print_fn
         self.seconds = 0.0
         """Time spent evaluating (part of TRL's ``train_runtime``)."""
+        self.history: list[dict] = []
+        """``{"step", **scores}`` per evaluation, at the step it followed (TRL logs them with the next step)."""
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if state.global_step % self.every_steps or state.global_step >= state.max_steps:
@@ -80,6 +82,7 @@ class HeldOutCallback(TrainerCallback):
         start = time.monotonic()
         scores = self.heldout(model)
         self.seconds += time.monotonic() - start
+        self.history.append({"step": state.global_step, **scores})
         for name, value in scores.items():
             self.log_metric(name, value)
         if state.is_world_process_zero:

@@ -169,9 +169,9 @@ class TinySizes:
 
 
 def full_attention_blocks(depth: int) -> list[int]:
-    """Qwen2.5-VL's vision blocks with full (not windowed) attention: every fourth and the last
+    """Qwen2.5-VL's vision blocks with full (not windowed) attention: every eighth and the last
     (the 3B model's 32 blocks: 7, 15, 23, 31; a depth-2 tower: block 1)."""
-    return sorted({i for i in range(depth) if i % 4 == 3} | {depth - 1})
+    return sorted({i for i in range(depth) if i % 8 == 7} | {depth - 1})
 
 
 def _build_config(family: str, tokenizer: Qwen2Tokenizer, sizes: TinySizes) -> PreTrainedConfig:
@@ -200,7 +200,10 @@ def _build_config(family: str, tokenizer: Qwen2Tokenizer, sizes: TinySizes) -> P
               "spatial_merge_size": 2, "temporal_patch_size": 2}
     if family == "qwen2_vl":
         text |= {"bos_token_id": ids["<|endoftext|>"], "eos_token_id": ids["<|im_end|>"]}
-        vision |= {"embed_dim": vision_hidden, "mlp_ratio": ratio if (ratio := vision_intermediate / vision_hidden) != int(ratio) else int(ratio), "hidden_size": hidden_size}
+        if vision_intermediate % vision_hidden:
+            raise ValueError(f"qwen2_vl: vision_intermediate_size ({vision_intermediate}) must be a multiple of "
+                             f"vision_hidden_size ({vision_hidden}) (its config has an integer mlp_ratio)")
+        vision |= {"embed_dim": vision_hidden, "mlp_ratio": vision_intermediate // vision_hidden, "hidden_size": hidden_size}
     elif family == "qwen2_5_vl":
         text |= {"bos_token_id": ids["<|endoftext|>"], "eos_token_id": ids["<|im_end|>"]}
         vision |= {

@@ -214,6 +214,7 @@ def train(recipe: Recipe, resume: str | None = None):
         if state.is_main_process:
             print(f"held-out after GRPO:  {format_scores(after)}", flush=True)
             callbacks[0].write(trainer.state, {"eval_before_grpo": before, "eval_after_grpo": after,
+                                               "heldout_history": periodic.history if periodic else [],
                                                "heldout_eval_seconds": periodic.seconds if periodic else 0.0})
     trainer.save_model(str(out / "final"))  # every rank: under ZeRO-3 it gathers the shards
     if state.is_main_process:

@@ -74,7 +74,9 @@ def heldout_series(metrics: dict) -> dict[str, list[tuple[int, float]]]:
     history = metrics.get("log_history", [])
     last = max([h["step"] for h in history if "step" in h] + [metrics.get("steps", 0)])
     points = [(0, metrics.get(f"eval_before_{method}") or {})]
-    points += [(h["step"], h) for h in history if "step" in h]
+    # rft train keeps each evaluation at the step it followed (TRL's log shows it with the next step)
+    evaluations = metrics["heldout_history"] if "heldout_history" in metrics else history
+    points += [(h["step"], h) for h in evaluations if "step" in h]
     points.append((last, metrics.get(f"eval_after_{method}") or {}))
     series: dict[str, list[tuple[int, float]]] = {}
     for step, scores in points:

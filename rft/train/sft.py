@@ -79,7 +79,7 @@ def sft(recipe: Recipe, print_fn=print) -> SupervisedRun:
         print_fn(f"held-out before SFT: {format_scores(before)}", flush=True)
     run = supervised_train(model, loaded.processor, rows, targets, section, random.Random(recipe.seed), evaluate=heldout,
                            eval_every=recipe.eval.every_steps, max_seconds=section.max_seconds, log_every=section.log_every,
-                           print_fn=print_fn)
+                           num_workers=4 if state.device.type == "cuda" else 0, print_fn=print_fn)
     after = heldout(model) if heldout else {}
     if after:
         print_fn(f"held-out after SFT:  {format_scores(after)}", flush=True)

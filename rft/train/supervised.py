@@ -66,6 +66,20 @@ def batch_inputs(processor, rows: list[dict], targets: list[str]) -> dict[str, t
     return inputs
 
 
+class _Batches(torch.utils.data.Dataset):
+    """Processor inputs of pre-drawn batches (row indices), built by DataLoader workers ahead of the step."""
+
+    def __init__(self, processor, rows: list[dict], targets: list[str], batches: list[list[int]]):
+        self.processor, self.rows, self.targets, self.batches = processor, rows, targets, batches
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        batch = self.batches[index]
+        return dict(batch_inputs(self.processor, [self.rows[i] for i in batch], [self.targets[i] for i in batch]))
+
+
 @dataclass
 class SupervisedRun:
     """What a supervised run did: ``history`` holds one entry per logged step (``step``, ``loss``,
@@ -98,12 +112,16 @@ def supervised_train(
     eval_every: int | None = None,
     max_seconds: float | None = None,
     log_every: int = 10,
+    num_workers: int = 0,
     name: str = "sft",
     print_fn=print,
 ) -> SupervisedRun:
     """Train ``model`` (already on its device) on ``targets`` for ``rows`` as ``settings`` says.
 
-    Each step draws ``settings.batch_size`` distinct rows with ``rng``. ``evaluate(model)`` runs
+    Each step draws ``settings.batch_size`` distinct rows with ``rng`` (all steps' draws are made
+    first; ``num_workers`` DataLoader processes then build the inputs ahead of the steps, which keeps
+    a GPU busy while the CPU opens images and tokenizes; the draws, and so the run, are the same for
+    any number of workers). ``evaluate(model)`` runs
     every ``eval_every`` steps (not after the last: the caller evaluates the final model) and its
     time is not counted in ``train_seconds``. With ``max_seconds`` the run stops after the first step
     past that much training time. The model is left in eval mode.
@@ -121,12 +139,13 @@ def supervised_train(
     scheduler = get_scheduler(settings.lr_scheduler, optimizer, num_warmup_steps=warmup, num_training_steps=settings.steps)
     run = SupervisedRun(steps=0, train_seconds=0.0)
     order = list(range(len(rows)))
+    batches = [rng.sample(order, min(settings.batch_size, len(order))) for _ in range(settings.steps)]
+    loader = torch.utils.data.DataLoader(_Batches(processor, rows, targets, batches), batch_size=None, num_workers=num_workers,
+                                         pin_memory=device.type == "cuda", prefetch_factor=4 if num_workers else None)
     model.train()
     start = time.monotonic()
-    for step in range(1, settings.steps + 1):
-        batch = rng.sample(order, min(settings.batch_size, len(order)))
-        inputs = batch_inputs(processor, [rows[i] for i in batch], [targets[i] for i in batch])
-        inputs = {k: v.to(device) for k, v in inputs.items()}
+    for step, inputs in enumerate(loader, start=1):
+        inputs = {k: v.to(device, non_blocking=True) for k, v in inputs.items()}
         with deterministic_kernels(device):
             with _autocast(device, params[0].dtype):
                 loss = model(**inputs).loss
@@ -154,7 +173,7 @@ def supervised_train(
             scores = evaluate(model)
             model.train()
             run.eval_seconds += time.monotonic() - eval_start
-            run.history.append({"step": step, **scores})
+            run.history.append({"step": step, "seconds": run.train_seconds, **scores})
             print_fn(f"{name} held-out at step {step}: {format_scores(scores)}", flush=True)
     model.eval()
     return run
