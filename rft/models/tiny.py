@@ -166,6 +166,7 @@ class TinySizes:
     vision_depth: int = 2
     vision_num_heads: int = 2
     vision_intermediate_size: int | None = None
+    rope_theta: float = 1_000_000.0
 
 
 def full_attention_blocks(depth: int) -> list[int]:
@@ -182,7 +183,7 @@ def _build_config(family: str, tokenizer: Qwen2Tokenizer, sizes: TinySizes) -> P
     head_dim = hidden_size // num_heads
     # M-RoPE (t, h, w) sections in the real models' proportions: Qwen2 [16, 24, 24], Qwen3 [24, 20, 20] of 64
     hw = head_dim // 8 if family == "qwen3_vl" else 3 * head_dim // 16
-    rope = {"rope_type": "default", "rope_theta": 1_000_000.0, "mrope_section": [head_dim // 2 - 2 * hw, hw, hw]}
+    rope = {"rope_type": "default", "rope_theta": sizes.rope_theta, "mrope_section": [head_dim // 2 - 2 * hw, hw, hw]}
     text = {
         "vocab_size": len(tokenizer),
         "hidden_size": hidden_size,
@@ -249,6 +250,7 @@ def build_tiny_vlm(
     vision_depth: int = 2,
     vision_num_heads: int = 2,
     vision_intermediate_size: int | None = None,
+    rope_theta: float = 1_000_000.0,
     max_image_tokens: int = 16,
     bpe_vocab_size: int = 512,
 ) -> Path:
@@ -258,6 +260,10 @@ def build_tiny_vlm(
     byte-level). ``max_image_tokens`` bounds the LLM tokens per image (a 112x112 image gives 16).
     ``hidden_size``, ``num_layers``, ``num_heads`` and ``intermediate_size`` size the language model,
     the ``vision_*`` arguments the vision tower (intermediate sizes default to twice the hidden size).
+    ``rope_theta`` is the language model's RoPE base (Qwen's 1e6 by default). Qwen2-VL and Qwen2.5-VL
+    give an image token's row and column the lowest of its rotary frequencies, which at 1e6 barely
+    turn across a few tokens; a small base (e.g. 10) lets a small model tell an image's rows and
+    columns apart without the data a real VLM is trained on (docs/learning.md, "CPU sizing").
     The result is deterministic for a given ``seed``.
     """
     if family not in FAMILIES:
@@ -266,7 +272,7 @@ def build_tiny_vlm(
     tokenizer = _build_tokenizer(sorted(set(SHAPES + COLOURS).union(vocab_words or [])), bpe_vocab_size)
     processor = _build_processor(family, tokenizer, max_image_tokens)
     sizes = TinySizes(hidden_size, num_layers, num_heads, intermediate_size, vision_hidden_size, vision_depth,
-                      vision_num_heads, vision_intermediate_size)
+                      vision_num_heads, vision_intermediate_size, rope_theta)
     config = _build_config(family, tokenizer, sizes)
     torch.manual_seed(seed)
     model = AutoModelForImageTextToText.from_config(config, dtype=torch.float32)

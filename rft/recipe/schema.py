@@ -38,6 +38,8 @@ class TinyModel(Section):
     vision_num_heads: int = Field(2, gt=0)
     vision_intermediate_size: int | None = Field(None, gt=0)
     """The vision tower's MLP width (default: 2 x vision_hidden_size)."""
+    rope_theta: float = Field(1_000_000.0, gt=0)
+    """The language model's RoPE base (see rft.models.tiny.build_tiny_vlm)."""
     max_image_tokens: int = Field(16, gt=0)
 
     @model_validator(mode="after")

@@ -11,6 +11,7 @@ Writes ``<output.dir>/final`` (model + processor: ``rft train``'s ``model.path``
 from __future__ import annotations
 
 import json
+import os
 import random
 import time
 from pathlib import Path
@@ -79,7 +80,7 @@ def sft(recipe: Recipe, print_fn=print) -> SupervisedRun:
         print_fn(f"held-out before SFT: {format_scores(before)}", flush=True)
     run = supervised_train(model, loaded.processor, rows, targets, section, random.Random(recipe.seed), evaluate=heldout,
                            eval_every=recipe.eval.every_steps, max_seconds=section.max_seconds, log_every=section.log_every,
-                           num_workers=4 if state.device.type == "cuda" else 0, print_fn=print_fn)
+                           num_workers=min(6, (os.cpu_count() or 2) // 2) if state.device.type == "cuda" else 0, print_fn=print_fn)
     after = heldout(model) if heldout else {}
     if after:
         print_fn(f"held-out after SFT:  {format_scores(after)}", flush=True)

@@ -229,10 +229,12 @@ def machine() -> dict:
                                      capture_output=True, text=True, timeout=20).stdout.strip()
     except (OSError, subprocess.TimeoutExpired):
         info["gpu"] = None
-    for name in ("torch", "transformers", "trl", "vllm", "accelerate"):
+    from importlib.metadata import PackageNotFoundError, version
+
+    for name in ("torch", "transformers", "trl", "vllm", "accelerate", "deepspeed"):
         try:
-            info[name] = __import__(name).__version__
-        except Exception:  # noqa: BLE001 - a missing package is a fact to record
+            info[name] = version(name)
+        except PackageNotFoundError:
             info[name] = None
     return info
 
@@ -276,14 +278,31 @@ def run_summary(run_dir: Path, eval_dir: Path, wall: float | None) -> dict:
 
     metrics = read_json(run_dir / "metrics.json") or {}
     history = metrics.get("log_history", [])
+    extra = {}
     if "eval_before_grpo" in metrics:  # rft train: TRL's train_runtime, minus the held-out evaluations in it
         runtime = next((h["train_runtime"] for h in reversed(history) if "train_runtime" in h), None)
         steps = max([h.get("step", 0) for h in history] or [0])
         train_seconds = None if runtime is None else runtime - metrics.get("heldout_eval_seconds", 0.0)
+        logged = [h for h in history if "reward" in h]
+        k = max(1, len(logged) // 10)
+        extra = {  # the reward's first and last tenth, and vLLM's sampling against the trainer's log-probs
+            "reward_first": sum(h["reward"] for h in logged[:k]) / k if logged else None,
+            "reward_last": sum(h["reward"] for h in logged[-k:]) / k if logged else None,
+            "is_ratio_mean": [h[key] for h in logged if (key := "sampling/importance_sampling_ratio/mean") in h][:: max(1, k)],
+        }
     else:
         steps, train_seconds = metrics.get("steps"), metrics.get("train_seconds")
-    return {"steps": steps, "train_seconds": train_seconds, "process_seconds": wall,
-            "heldout": heldout_series(metrics) if metrics else {}, "eval": eval_summary(eval_dir)}
+    return {"steps": steps, "train_seconds": train_seconds, "process_seconds": wall, **extra,
+            "seconds_per_step": seconds_per_step(history), "heldout": heldout_series(metrics) if metrics else {},
+            "eval": eval_summary(eval_dir)}
+
+
+def seconds_per_step(history: list[dict]) -> float | None:
+    """An ``rft sft`` run's training seconds per step after its first step (which also warms the GPU up)."""
+    timed = [h for h in history if "loss" in h and "seconds" in h]
+    if len(timed) < 2 or timed[-1]["step"] == timed[0]["step"]:
+        return None
+    return (timed[-1]["seconds"] - timed[0]["seconds"]) / (timed[-1]["step"] - timed[0]["step"])
 
 
 def copy_run(run_dir: Path, results: Path, name: str) -> None:
@@ -298,7 +317,7 @@ def copy_run(run_dir: Path, results: Path, name: str) -> None:
 def base_steps(proof: Proof, checks: list[dict], most: int) -> tuple[int, float | None]:
     """The base run's steps: as many as fit the part's time at the speed the check runs measured (in
     multiples of ``STEP_ROUNDING``, at most the recipe's ``sft.steps``); the recipe's own with ``--toy``."""
-    speeds = [c["train_seconds"] / c["steps"] for c in checks if c.get("steps") and c.get("train_seconds")]
+    speeds = [c["seconds_per_step"] for c in checks if c.get("seconds_per_step")]
     if proof.toy or not speeds:
         return most, max(speeds, default=None)
     per_step = max(speeds)  # two runs shared the GPU: an upper bound for one alone
@@ -383,25 +402,31 @@ def part_fewshot(proof: Proof, n: int) -> dict:
     vllm = recipe.rollout.backend == "vllm" and not proof.in_process
     grpo = start(proof, "grpo", rft_argv(proof, "train", FEWSHOT_RECIPE, [*common, f"output.dir={runs_dir / 'grpo'}"],
                                          torchrun_port=29541 if vllm else None))
-    wait(proof, grpo, reserve=EVAL_RESERVE_S)
+    grpo_ok = wait(proof, grpo, reserve=EVAL_RESERVE_S)
     # 3. SFT for GRPO's training time (held-out evaluations excluded on both sides), next to the rft evals
     grpo_run = run_summary(runs_dir / "grpo", proof.results / "eval_grpo", grpo.seconds)
     sft_run = run_summary(runs_dir / "sft_steps", proof.results / "eval_sft_steps", first[0].seconds)
-    per_step = (sft_run["train_seconds"] or 0) / max(1, sft_run["steps"] or 1)
+    per_step = sft_run["seconds_per_step"] or (sft_run["train_seconds"] or 0) / max(1, sft_run["steps"] or 1)
     budget = grpo_run["train_seconds"] or 0.0
-    wall_steps = max(1, round(budget / per_step)) if per_step > 0 else steps
-    cap = max(5.0, proof.left() - 2 * EVAL_RESERVE_S)  # the part's deadline: the run stops there, keeping its model
-    proof.log(f"GRPO trained {budget:.1f} s; SFT takes {per_step:.3f} s/step: {wall_steps} SFT steps (cap {cap:.0f} s)")
-    later = [sft("sft_wall", wall_steps, [f"sft.max_seconds={cap:.0f}"])]
-    later += [evaluate(name, runs_dir / name / "final") for name in ("sft_steps", "grpo") if (runs_dir / name / "final").is_dir()]
+    later = [evaluate(name, runs_dir / name / "final") for name in ("sft_steps", "grpo") if (runs_dir / name / "final").is_dir()]
+    if grpo_ok and budget > 0 and per_step > 0:
+        wall_steps = max(1, round(budget / per_step))
+        cap = max(5.0, proof.left() - 2 * EVAL_RESERVE_S)  # the part's deadline: the run stops there, keeping its model
+        proof.log(f"GRPO trained {budget:.1f} s; SFT takes {per_step:.3f} s/step: {wall_steps} SFT steps (cap {cap:.0f} s)")
+        later.insert(0, sft("sft_wall", wall_steps, [f"sft.max_seconds={cap:.0f}"]))
+    else:
+        proof.log("no GRPO training time to match: SFT for GRPO's training time left out")
     wait(proof, *later, reserve=EVAL_RESERVE_S / 2)
     if (runs_dir / "sft_wall" / "final").is_dir():
         wait(proof, evaluate("sft_wall", runs_dir / "sft_wall" / "final"), reserve=5)
     runs = {}
-    for name, job in (("sft_steps", first[0]), ("grpo", grpo), ("sft_wall", later[0])):
+    for name, job in (("sft_steps", first[0]), ("grpo", grpo), ("sft_wall", later[0] if later and later[0].name == "sft_wall" else None)):
+        if job is None:
+            continue
         copy_run(runs_dir / name, proof.results, name)
         runs[name] = run_summary(runs_dir / name, proof.results / f"eval_{name}", job.seconds)
-    runs["sft_wall"]["target_seconds"] = budget
+    if "sft_wall" in runs:
+        runs["sft_wall"]["target_seconds"] = budget
     return {"n": n, "grpo_max_steps": steps, "rollout": recipe.rollout.backend, "eval_base": eval_summary(proof.results / "eval_base"),
             "runs": runs}
 
