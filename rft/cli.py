@@ -1,4 +1,4 @@
-"""The ``rft`` command: ``rft data``, ``rft train``, ``rft eval``, ``rft export``, ``rft serve``, ``rft demo``."""
+"""The ``rft`` command: ``rft data``, ``rft train``, ``rft sft``, ``rft eval``, ``rft export``, ``rft serve``, ``rft demo``."""
 
 from __future__ import annotations
 
@@ -45,6 +45,14 @@ def _train(args: argparse.Namespace) -> int:
         leave_process_group()
         raise
     leave_process_group()
+    return 0
+
+
+def _sft(args: argparse.Namespace) -> int:
+    from rft.recipe import load_recipe
+    from rft.train.sft import sft
+
+    sft(load_recipe(args.recipe, args.set))
     return 0
 
 
@@ -109,6 +117,10 @@ def parser() -> argparse.ArgumentParser:
                    help="replace the earlier run in output.dir (its checkpoints, final model and logs are deleted once "
                         "this run has loaded its model and data); without it, rft train refuses to write over one")
     t.set_defaults(func=_train)
+    f = sub.add_parser("sft", help="supervised fine-tuning on the recipe's training data (reference answers; its sft: section)")
+    f.add_argument("recipe", help="recipe YAML")
+    f.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one recipe field")
+    f.set_defaults(func=_sft)
     e = sub.add_parser("eval", help="evaluate a model on the recipe's eval datasets (mAP, accuracy, negatives, ...)")
     e.add_argument("recipe", help="recipe YAML")
     e.add_argument("--model", default=None, help="checkpoint or model folder (default: the recipe's model)")

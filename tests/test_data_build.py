@@ -65,12 +65,13 @@ def test_trl_rows(built, family):
     b = budget(family)
     for row, trl in zip(rows, trl_by_family[family]):
         assert list(trl) == ["prompt", "image", "task", "solution", "image_size", "coord_format",
-                             "model_image_size", "id", "dataset"]
+                             "model_image_size", "id", "dataset", "query"]
         (message,) = trl["prompt"]
         assert message["role"] == "user" and message["content"][0] == {"type": "image"}
         assert message["content"][1]["type"] == "text" and "<answer>" in message["content"][1]["text"]
         assert (trl["task"], trl["id"], trl["dataset"]) == (row["task"], row["id"], row["dataset"])
         assert json.loads(trl["solution"]) == row["solution"] and trl["image_size"] == row["image_size"]
+        assert json.loads(trl["query"]) == row["query"]  # detection metrics need the asked category
         assert trl["coord_format"] == fmt
         w, h = trl["model_image_size"]
         assert Image.open(trl["image"]).size == (w, h)

@@ -223,3 +223,11 @@ def test_the_exploit_fails_when_rendered_too(tmp_path):
         with pytest.raises(RecipeError, match="prompt template <classification template> for row r1: "):
             render_prompt(row, "qwen2_vl", template)
     assert not marker.exists()
+
+
+def test_tiny_model_sizes_must_split_into_heads():
+    base = {"data": {"datasets": [{"name": "d", "kind": "synthetic_shapes"}]}, "rewards": [{"name": "format"}]}
+    recipe = validate({**base, "model": {"tiny": {"vision_hidden_size": 192, "vision_num_heads": 3}}})
+    assert recipe.model.tiny.vision_depth == 2 and recipe.model.tiny.intermediate_size is None
+    with pytest.raises(RecipeError, match="vision_hidden_size \\(40\\) must be vision_num_heads \\(4\\) x a head size divisible by 4"):
+        validate({**base, "model": {"tiny": {"vision_hidden_size": 40, "vision_num_heads": 4}}})

@@ -161,6 +161,41 @@ def test_negatives_absent_by_construction(monkeypatch: pytest.MonkeyPatch) -> No
     assert sum(not r["solution"]["boxes"] for r in grd) == 30
 
 
+def test_distractors_hold_base_shapes_around_one_novel_shape(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Novel query categories among base-category distractors: a positive holds exactly one shape of
+    the queried category, a negative only base shapes; the default (no distractors) draws as before."""
+    import rft.data.synthetic as synthetic
+
+    drawn: list[list[str]] = []
+    real_render = synthetic._render
+
+    def spy(size, background, objects):
+        objects = list(objects)
+        drawn.append([shape for shape, _, _ in objects])
+        return real_render(size, background, objects)
+
+    monkeypatch.setattr(synthetic, "_render", spy)
+    novel, base = ("triangle", "star"), ("circle", "square", "hexagon")
+    rows = synthetic.make_shapes(None, 40, task="detection", seed=5, negative_ratio=0.25, shapes=novel, distractors=base)
+    assert sum(not r["solution"]["boxes"] for r in rows) == 10
+    for row, shapes in zip(rows, drawn):
+        assert row["query"]["category"] in novel and 1 <= len(shapes) <= 3
+        novel_drawn = [s for s in shapes if s in novel]
+        assert novel_drawn == ([row["query"]["category"]] if row["solution"]["boxes"] else [])
+        assert set(shapes) - set(novel) <= set(base)
+    drawn.clear()
+    default = synthetic.make_shapes(None, 6, task="detection", seed=5, negative_ratio=0.25, shapes=novel)
+    same = synthetic.make_shapes(None, 6, task="detection", seed=5, negative_ratio=0.25, shapes=novel, distractors=novel)
+    assert [r["solution"] for r in default] == [r["solution"] for r in same]
+    assert all(np.array_equal(_pixels(a), _pixels(b)) for a, b in zip(default, same))
+    with pytest.raises(ValueError, match="distractors"):
+        make_shapes(None, 1, task="detection", distractors=("blob",))
+    with pytest.raises(ValueError, match="distractors"):
+        make_shapes(None, 1, distractors=("circle",))  # classification has none
+    with pytest.raises(ValueError, match="two shapes"):
+        make_shapes(None, 1, task="detection", shapes=("star",), distractors=("star",), negative_ratio=0.5)
+
+
 def test_negative_ratio_exact_and_rewards_accept_rows() -> None:
     import rewards
 

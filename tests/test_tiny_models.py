@@ -107,3 +107,31 @@ def test_geometry_read_from_files_is_the_loaded_processors(checkpoint: tuple[str
     assert "processor_config.json" in geometry.source  # read from the files, not the family's default
     tiny = model_geometry(ModelSection(tiny=TinyModel(family=family)))
     assert (tiny.family, tiny.factor) == (family, factor)
+
+
+def test_sizes_of_vision_tower_and_mlps(tmp_path: Path) -> None:
+    """Every size is a field; the defaults are the smallest model (vision hidden 32, depth 2)."""
+    from rft.models.tiny import full_attention_blocks
+
+    small = AutoModelForImageTextToText.from_pretrained(build_tiny_vlm("qwen2_5_vl", tmp_path / "small"))
+    vision = small.config.vision_config
+    assert (vision.hidden_size, vision.depth, vision.num_heads, vision.intermediate_size) == (32, 2, 2, 64)
+    assert vision.fullatt_block_indexes == [1] and small.config.text_config.intermediate_size == 128
+    path = build_tiny_vlm("qwen2_5_vl", tmp_path / "big", hidden_size=128, num_layers=3, intermediate_size=384,
+                          vision_hidden_size=64, vision_depth=5, vision_num_heads=4, vision_intermediate_size=96, rope_theta=10.0)
+    big = AutoModelForImageTextToText.from_pretrained(path)
+    vision, text = big.config.vision_config, big.config.text_config
+    assert (vision.hidden_size, vision.depth, vision.num_heads, vision.intermediate_size) == (64, 5, 4, 96)
+    assert (text.hidden_size, text.num_hidden_layers, text.intermediate_size) == (128, 3, 384)
+    assert text.rope_parameters["rope_theta"] == 10.0 and small.config.text_config.rope_parameters["rope_theta"] == 1e6
+    assert vision.fullatt_block_indexes == full_attention_blocks(5) == [4] and full_attention_blocks(32) == [7, 15, 23, 31]
+    assert len(big.model.visual.blocks) == 5 and big.model.visual.blocks[0].mlp.up_proj.out_features == 96
+    inputs = AutoProcessor.from_pretrained(path)(text=[AutoProcessor.from_pretrained(path).apply_chat_template(
+        PROMPT, add_generation_prompt=True, tokenize=False)], images=[_image()], return_tensors="pt")
+    with torch.no_grad():
+        assert torch.isfinite(big(**inputs).logits).all()
+    qwen2 = AutoModelForImageTextToText.from_pretrained(build_tiny_vlm("qwen2_vl", tmp_path / "q2", vision_hidden_size=64,
+                                                                       vision_intermediate_size=192))
+    assert qwen2.model.visual.blocks[0].mlp.fc1.out_features == 192
+    with pytest.raises(ValueError, match="multiple of vision_hidden_size"):
+        build_tiny_vlm("qwen2_vl", tmp_path / "q2bad", vision_hidden_size=64, vision_intermediate_size=160)

@@ -9,7 +9,8 @@ from rft.data.answers import reference_answer
 from rft.data.build import to_trl_rows
 from rft.data.synthetic import make_shapes
 from rft.models.tiny import build_tiny_vlm
-from rft.train.warmup import batch_inputs, warmup_targets
+from rft.train.supervised import batch_inputs
+from rft.train.warmup import warmup_targets
 
 REWARD_OF = {"detection": "detection_iou", "grounding": "grounding_iou", "classification": "classification_accuracy"}
 COLUMNS = ("task", "solution", "image_size", "coord_format", "model_image_size")

@@ -11,9 +11,10 @@ A TRL row::
 
     {"prompt": [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": str}]}],
      "image": "/abs/resized/file.jpg", "task": str, "solution": JSON str, "image_size": [w, h],
-     "coord_format": str, "model_image_size": [w, h], "id": str, "dataset": str}
+     "coord_format": str, "model_image_size": [w, h], "id": str, "dataset": str, "query": JSON str}
 
-``solution`` is a JSON string so that one Arrow type holds every task. ``image`` is a path:
+``solution`` and ``query`` (what the prompt asks: the category, phrase or classes, which detection
+metrics need to count boxes on negatives) are JSON strings so that one Arrow type holds every task. ``image`` is a path:
 :func:`to_dataset` makes it an ``Image`` column, which TRL receives as a PIL image (its vLLM
 path needs PIL images, not paths); a path keeps memory and open files flat for big datasets.
 """
@@ -52,6 +53,7 @@ TRL_FEATURES = datasets.Features({
     "model_image_size": _SIZE,
     "id": _STRING,
     "dataset": _STRING,
+    "query": _STRING,
 })
 """Arrow types of a TRL row, the same for every task."""
 
@@ -127,6 +129,7 @@ def to_trl_rows(
             "model_image_size": model_size,
             "id": row["id"],
             "dataset": row["dataset"],
+            "query": json.dumps(row["query"], ensure_ascii=False),
         })
     return out
 

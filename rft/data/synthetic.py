@@ -17,7 +17,9 @@ Tasks:
 - ``grounding``: like detection, the query is a phrase ("the red circle") naming exactly one shape.
 
 For detection and grounding, a ``negative_ratio`` share of the rows (exactly ``round(n * ratio)``)
-asks for something that is not in the image; their solution has no boxes.
+asks for something that is not in the image; their solution has no boxes. The query is drawn from
+``shapes``, the other objects from ``distractors`` (default: ``shapes``): base and novel categories
+for few-shot experiments (docs/learning.md).
 
 Boxes are ``[x1, y1, x2, y2]`` in pixels of the PNG, tight and exclusive at the far end (PIL's
 ``getbbox`` convention): the shape's pixels are exactly columns ``x1..x2-1`` and rows ``y1..y2-1``.
@@ -180,12 +182,13 @@ def _scene(rng: random.Random, size: int, shapes: Sequence[str], colours: list[s
 
 
 def _detection(negative: bool, rng: random.Random, size: int, shapes: Sequence[str], colours: list[str],
-               background: str, n_objects: int, scale: tuple[float, float]) -> tuple[Image.Image, dict, dict]:
+               background: str, n_objects: int, scale: tuple[float, float],
+               others: Sequence[str]) -> tuple[Image.Image, dict, dict]:
     category = rng.choice(shapes)
     if negative:
-        objects = _scene(rng, size, shapes, colours, n_objects, scale, exclude=(category, None))
+        objects = _scene(rng, size, others, colours, n_objects, scale, exclude=(category, None))
     else:
-        objects = _scene(rng, size, shapes, colours, n_objects - 1, scale)
+        objects = _scene(rng, size, others, colours, n_objects - 1, scale)
         frame, box = _place(category, rng, size, scale, [o[3] for o in objects])
         objects.insert(rng.randrange(len(objects) + 1), (category, rng.choice(colours), frame, box))
     hits = [o[3] for o in objects if o[0] == category]
@@ -194,10 +197,11 @@ def _detection(negative: bool, rng: random.Random, size: int, shapes: Sequence[s
 
 
 def _grounding(negative: bool, rng: random.Random, size: int, shapes: Sequence[str], colours: list[str],
-               background: str, n_objects: int, scale: tuple[float, float]) -> tuple[Image.Image, dict, dict]:
+               background: str, n_objects: int, scale: tuple[float, float],
+               others: Sequence[str]) -> tuple[Image.Image, dict, dict]:
     shape, colour = rng.choice(shapes), rng.choice(colours)
     # distractors never repeat the target's colour and shape, so the phrase names at most one shape
-    objects = _scene(rng, size, shapes, colours, n_objects if negative else n_objects - 1, scale,
+    objects = _scene(rng, size, others, colours, n_objects if negative else n_objects - 1, scale,
                      exclude=(shape, colour))
     if not negative:
         frame, box = _place(shape, rng, size, scale, [o[3] for o in objects])
@@ -223,6 +227,7 @@ def make_shapes(
     min_objects: int = 1,
     max_objects: int = 3,
     scale: tuple[float, float] | None = None,
+    distractors: Sequence[str] | None = None,
     dataset: str | None = None,
 ) -> list[dict]:
     """``n`` rows of synthetic shapes for ``task``; written to ``out_dir`` unless it is None.
@@ -233,6 +238,9 @@ def make_shapes(
     ``"shape"``, ``"colour"`` or ``"colour_shape"`` (classification). Detection and grounding draw
     ``min_objects``..``max_objects`` shapes per image. ``scale`` is the range of a shape's size as a
     fraction of the image side (default 0.4-0.8 for classification, 0.2-0.4 otherwise).
+    ``distractors`` (detection, grounding) are the shapes the other objects of an image are drawn
+    from (default: ``shapes``): with ``shapes`` novel categories and ``distractors`` base ones, a
+    positive image holds one novel shape among base shapes and a negative only base shapes.
     """
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
@@ -250,7 +258,13 @@ def make_shapes(
     pool = _colours(colours, background)
     if task == "grounding" and len(shapes) * len(pool) < 2 and max_objects > 1:
         raise ValueError("grounding with distractors needs at least two (colour, shape) pairs")
-    if task == "detection" and len(shapes) < 2 and (negative_ratio > 0 or max_objects > 1):
+    others = list(distractors) if distractors is not None else list(shapes)
+    if distractors is not None:
+        unknown = [s for s in others if s not in SHAPES]
+        if unknown or not others or task == "classification":
+            raise ValueError(f"distractors must be a non-empty subset of {SHAPES} (detection and grounding only), "
+                             f"got {others}")
+    if task == "detection" and (negative_ratio > 0 or max_objects > 1) and any(not set(others) - {c} for c in shapes):
         raise ValueError("detection with negatives or distractors needs at least two shapes")
 
     dataset = dataset or f"shapes-{task}"
@@ -277,7 +291,7 @@ def make_shapes(
             count = rng.randint(min_objects, max_objects)
             maker = _detection if task == "detection" else _grounding
             img, solution, query = maker(negatives[i], rng, image_size, shapes, pool, background, count,
-                                         scale or _BOX_SIZE)
+                                         scale or _BOX_SIZE, others)
         row_id = f"{dataset}-{split}-{i:05d}"
         if images_dir is not None:
             path = images_dir / f"{split}-{i:05d}.png"

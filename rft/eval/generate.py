@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import torch
 
 from rft.data.images import open_image
@@ -32,3 +34,17 @@ def mean_reward(reward_fn, rows: list[dict], answers: list[str]) -> float:
     columns = {k: [r.get(k) for r in rows] for k in ("task", "solution", "image_size", "coord_format", "model_image_size", "dataset")}
     values = [v for v in reward_fn(answers, **columns) if v is not None]
     return sum(values) / len(values) if values else float("nan")
+
+
+SCORED_FIELDS = ("id", "dataset", "task", "image", "solution", "image_size", "coord_format", "model_image_size", "query")
+
+
+def scored_samples(rows: list[dict], answers: list[str]) -> list[dict]:
+    """TRL rows with their answers as the scored samples of :mod:`rft.metrics` (``query`` as a dict)."""
+    samples = []
+    for row, answer in zip(rows, answers):
+        sample = {k: row[k] for k in SCORED_FIELDS if k in row}
+        if isinstance(sample.get("query"), str):
+            sample["query"] = json.loads(sample["query"])
+        samples.append({**sample, "completion": answer})
+    return samples

@@ -38,14 +38,13 @@ def eval_rows(specs, recipe: Recipe, loaded, work_dir: Path) -> list[dict]:
 
 def generate_samples(loaded, rows: list[dict], recipe: Recipe, batch_size: int | None = None) -> list[dict]:
     """Rows with the model's greedy ``completion`` added (the scored-sample format of ``rft.metrics``)."""
-    from rft.eval.generate import generate_answers
+    from rft.eval.generate import generate_answers, scored_samples
     from rft.models.vision_tokens import vision_token_ids
 
     banned = vision_token_ids(loaded.processor.tokenizer, loaded.family, loaded.processor)
     answers = shared_map(lambda part: generate_answers(loaded.model, loaded.processor, part, banned, recipe.eval.max_new_tokens,
                                                        batch_size or recipe.eval.batch_size), rows)
-    keep = ("id", "dataset", "task", "image", "solution", "image_size", "coord_format", "model_image_size")
-    return [{**{k: r[k] for k in keep}, "completion": a} for r, a in zip(rows, answers)]
+    return scored_samples(rows, answers)
 
 
 def draw_pictures(samples: list[dict], out: Path, n: int) -> list[Path]:

@@ -97,8 +97,7 @@ def tiny_model_path(tiny: TinyModel, work_dir: Path) -> Path:
     path = work_dir / "tiny_model"
     stamp, spec = path / "rft_tiny.json", tiny.model_dump_json()
     if not (stamp.is_file() and stamp.read_text() == spec):
-        build_tiny_vlm(tiny.family, path, seed=tiny.seed, hidden_size=tiny.hidden_size, num_layers=tiny.num_layers,
-                       num_heads=tiny.num_heads, max_image_tokens=tiny.max_image_tokens)
+        build_tiny_vlm(tiny.family, path, **tiny.model_dump(exclude={"family"}))
         stamp.write_text(spec)
     return path
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -153,47 +154,72 @@ def _build_processor(family: str, tokenizer: Qwen2Tokenizer, max_image_tokens: i
     )
 
 
-def _build_config(
-    family: str, tokenizer: Qwen2Tokenizer, hidden_size: int, num_layers: int, num_heads: int
-) -> PreTrainedConfig:
+@dataclass(frozen=True)
+class TinySizes:
+    """The sizes of a tiny model (see :func:`build_tiny_vlm`; defaults: the smallest, used by tests and the demo)."""
+
+    hidden_size: int = 64
+    num_layers: int = 2
+    num_heads: int = 4
+    intermediate_size: int | None = None
+    vision_hidden_size: int = 32
+    vision_depth: int = 2
+    vision_num_heads: int = 2
+    vision_intermediate_size: int | None = None
+    rope_theta: float = 1_000_000.0
+
+
+def full_attention_blocks(depth: int) -> list[int]:
+    """Qwen2.5-VL's vision blocks with full (not windowed) attention: every eighth and the last
+    (the 3B model's 32 blocks: 7, 15, 23, 31; a depth-2 tower: block 1)."""
+    return sorted({i for i in range(depth) if i % 8 == 7} | {depth - 1})
+
+
+def _build_config(family: str, tokenizer: Qwen2Tokenizer, sizes: TinySizes) -> PreTrainedConfig:
     """A shrunken config of the family whose token ids match ``tokenizer``."""
+    hidden_size, num_heads = sizes.hidden_size, sizes.num_heads
     patch_size, _ = _FAMILY_SPECS[family]
     ids = dict(zip(SPECIAL_TOKENS, tokenizer.convert_tokens_to_ids(list(SPECIAL_TOKENS))))
     head_dim = hidden_size // num_heads
     # M-RoPE (t, h, w) sections in the real models' proportions: Qwen2 [16, 24, 24], Qwen3 [24, 20, 20] of 64
     hw = head_dim // 8 if family == "qwen3_vl" else 3 * head_dim // 16
-    rope = {"rope_type": "default", "rope_theta": 1_000_000.0, "mrope_section": [head_dim // 2 - 2 * hw, hw, hw]}
+    rope = {"rope_type": "default", "rope_theta": sizes.rope_theta, "mrope_section": [head_dim // 2 - 2 * hw, hw, hw]}
     text = {
         "vocab_size": len(tokenizer),
         "hidden_size": hidden_size,
-        "intermediate_size": 2 * hidden_size,
-        "num_hidden_layers": num_layers,
+        "intermediate_size": sizes.intermediate_size or 2 * hidden_size,
+        "num_hidden_layers": sizes.num_layers,
         "num_attention_heads": num_heads,
         "num_key_value_heads": max(1, num_heads // 2),
         "max_position_embeddings": 4096,
         "rope_parameters": rope,
         "pad_token_id": ids["<|endoftext|>"],
     }
-    vision_hidden = 32
-    vision = {"depth": 2, "num_heads": 2, "patch_size": patch_size, "spatial_merge_size": 2, "temporal_patch_size": 2}
+    vision_hidden = sizes.vision_hidden_size
+    vision_intermediate = sizes.vision_intermediate_size or 2 * vision_hidden
+    vision = {"depth": sizes.vision_depth, "num_heads": sizes.vision_num_heads, "patch_size": patch_size,
+              "spatial_merge_size": 2, "temporal_patch_size": 2}
     if family == "qwen2_vl":
         text |= {"bos_token_id": ids["<|endoftext|>"], "eos_token_id": ids["<|im_end|>"]}
-        vision |= {"embed_dim": vision_hidden, "mlp_ratio": 2, "hidden_size": hidden_size}
+        if vision_intermediate % vision_hidden:
+            raise ValueError(f"qwen2_vl: vision_intermediate_size ({vision_intermediate}) must be a multiple of "
+                             f"vision_hidden_size ({vision_hidden}) (its config has an integer mlp_ratio)")
+        vision |= {"embed_dim": vision_hidden, "mlp_ratio": vision_intermediate // vision_hidden, "hidden_size": hidden_size}
     elif family == "qwen2_5_vl":
         text |= {"bos_token_id": ids["<|endoftext|>"], "eos_token_id": ids["<|im_end|>"]}
         vision |= {
             "hidden_size": vision_hidden,
-            "intermediate_size": 2 * vision_hidden,
+            "intermediate_size": vision_intermediate,
             "out_hidden_size": hidden_size,
             "window_size": 4 * patch_size * 2,  # windows of 4x4 merged tokens
-            "fullatt_block_indexes": [1],
+            "fullatt_block_indexes": full_attention_blocks(sizes.vision_depth),
         }
     else:
         text |= {"head_dim": head_dim}
         rope["mrope_interleaved"] = True
         vision |= {
             "hidden_size": vision_hidden,
-            "intermediate_size": 2 * vision_hidden,
+            "intermediate_size": vision_intermediate,
             "out_hidden_size": hidden_size,
             "num_position_embeddings": 64,
             "deepstack_visual_indexes": [0],
@@ -219,6 +245,12 @@ def build_tiny_vlm(
     hidden_size: int = 64,
     num_layers: int = 2,
     num_heads: int = 4,
+    intermediate_size: int | None = None,
+    vision_hidden_size: int = 32,
+    vision_depth: int = 2,
+    vision_num_heads: int = 2,
+    vision_intermediate_size: int | None = None,
+    rope_theta: float = 1_000_000.0,
     max_image_tokens: int = 16,
     bpe_vocab_size: int = 512,
 ) -> Path:
@@ -226,6 +258,12 @@ def build_tiny_vlm(
 
     ``vocab_words`` are extra words the BPE should learn (any text is encodable anyway: the BPE is
     byte-level). ``max_image_tokens`` bounds the LLM tokens per image (a 112x112 image gives 16).
+    ``hidden_size``, ``num_layers``, ``num_heads`` and ``intermediate_size`` size the language model,
+    the ``vision_*`` arguments the vision tower (intermediate sizes default to twice the hidden size).
+    ``rope_theta`` is the language model's RoPE base (Qwen's 1e6 by default). Qwen2-VL and Qwen2.5-VL
+    give an image token's row and column the lowest of its rotary frequencies, which at 1e6 barely
+    turn across a few tokens; a small base (e.g. 10) lets a small model tell an image's rows and
+    columns apart without the data a real VLM is trained on (docs/learning.md, "CPU sizing").
     The result is deterministic for a given ``seed``.
     """
     if family not in FAMILIES:
@@ -233,7 +271,9 @@ def build_tiny_vlm(
     out = Path(out_dir)
     tokenizer = _build_tokenizer(sorted(set(SHAPES + COLOURS).union(vocab_words or [])), bpe_vocab_size)
     processor = _build_processor(family, tokenizer, max_image_tokens)
-    config = _build_config(family, tokenizer, hidden_size, num_layers, num_heads)
+    sizes = TinySizes(hidden_size, num_layers, num_heads, intermediate_size, vision_hidden_size, vision_depth,
+                      vision_num_heads, vision_intermediate_size, rope_theta)
+    config = _build_config(family, tokenizer, sizes)
     torch.manual_seed(seed)
     model = AutoModelForImageTextToText.from_config(config, dtype=torch.float32)
     model.generation_config = GenerationConfig(

@@ -47,14 +47,34 @@ class Section(BaseModel):
 
 
 class TinyModel(Section):
-    """Build a tiny random-weight model from a config instead of loading one (demo and tests)."""
+    """Build a small random-weight model from a config instead of loading one (demo, tests, the
+    learning proof's base model). Defaults: the smallest (language hidden 64, vision hidden 32)."""
 
     family: Literal["qwen2_vl", "qwen2_5_vl", "qwen3_vl"] = "qwen2_5_vl"
     seed: int = 0
     hidden_size: int = Field(64, gt=0, le=8192)
     num_layers: int = Field(2, gt=0, le=128)
     num_heads: int = Field(4, gt=0, le=256)
+    intermediate_size: int | None = Field(None, gt=0, le=65_536)
+    """The language model's MLP width (default: 2 x hidden_size)."""
+    vision_hidden_size: int = Field(32, gt=0, le=8192)
+    vision_depth: int = Field(2, gt=0, le=128)
+    vision_num_heads: int = Field(2, gt=0, le=256)
+    vision_intermediate_size: int | None = Field(None, gt=0, le=65_536)
+    """The vision tower's MLP width (default: 2 x vision_hidden_size)."""
+    rope_theta: float = Field(1_000_000.0, gt=0)
+    """The language model's RoPE base (see rft.models.tiny.build_tiny_vlm)."""
     max_image_tokens: int = Field(16, gt=0, le=16_384)
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> TinyModel:
+        # rotary embeddings need an even head size (the vision tower's 2-D ones a multiple of 4)
+        for hidden, heads, multiple, what in ((self.hidden_size, self.num_heads, 2, ""),
+                                              (self.vision_hidden_size, self.vision_num_heads, 4, "vision_")):
+            if hidden % heads or (hidden // heads) % multiple:
+                raise ValueError(f"{what}hidden_size ({hidden}) must be {what}num_heads ({heads}) x a head size "
+                                 f"divisible by {multiple}")
+        return self
 
 
 class Lora(Section):
@@ -226,17 +246,42 @@ class DistributedSection(Section):
         return self
 
 
-class WarmupSection(Section):
+class SupervisedSection(Section):
+    """Supervised training on reference answers (rft.train.supervised): AdamW, a learning-rate
+    schedule (transformers' ``get_scheduler``) with linear warm-up over ``warmup_ratio`` of the steps."""
+
+    steps: int = Field(0, ge=0, le=MAX_STEPS)
+    learning_rate: float = Field(1e-3, gt=0)
+    batch_size: int = Field(8, gt=0, le=MAX_BATCH)
+    lr_scheduler: Literal["constant", "cosine", "linear"] = "constant"
+    warmup_ratio: float = Field(0.0, ge=0, lt=1)
+    weight_decay: float = Field(0.01, ge=0)
+    max_grad_norm: float = Field(1.0, gt=0)
+
+
+class WarmupSection(SupervisedSection):
     """A short supervised stage before GRPO (teaches a from-scratch model the answer format).
 
     With ``format_only`` the targets are reference answers of *other* samples of the same task, so
     the model learns how to answer but not what: everything it learns about the task is GRPO's.
     """
 
-    steps: int = Field(0, ge=0, le=MAX_STEPS)
-    learning_rate: float = Field(1e-3, gt=0)
-    batch_size: int = Field(8, gt=0, le=MAX_BATCH)
     format_only: bool = True
+
+
+class SftSection(SupervisedSection):
+    """``rft sft``: supervised fine-tuning on the training data's reference answers (in the model's
+    own coordinate convention), held-out scores every ``eval.every_steps``, the model saved to
+    ``<output.dir>/final``."""
+
+    steps: int = Field(1000, gt=0, le=MAX_STEPS)
+    learning_rate: float = Field(1e-4, gt=0)
+    batch_size: int = Field(16, gt=0, le=MAX_BATCH)
+    lr_scheduler: Literal["constant", "cosine", "linear"] = "cosine"
+    warmup_ratio: float = Field(0.05, ge=0, lt=1)
+    max_seconds: float | None = Field(None, gt=0)
+    """Stop after this much training time (held-out evaluation not counted), keeping what was reached."""
+    log_every: int = Field(10, gt=0)
 
 
 class EvalSection(Section):
@@ -292,6 +337,7 @@ class Recipe(Section):
     rollout: RolloutSection = RolloutSection()
     distributed: DistributedSection = DistributedSection()
     warmup: WarmupSection = WarmupSection()
+    sft: SftSection = SftSection()
     eval: EvalSection = EvalSection()
     speed: SpeedSection = SpeedSection()
     output: OutputSection = OutputSection()

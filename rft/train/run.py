@@ -251,7 +251,7 @@ def _run_grpo(recipe: Recipe, state, out: Path, ready: StartUp):
     heldout = None
     if ready.heldout_rows is not None:
         heldout = HeldOut(ready.heldout_rows, build_rewards(recipe, route=False)[0], loaded.processor, ready.banned,
-                          recipe.eval.max_new_tokens, recipe.eval.batch_size)
+                          recipe.eval.max_new_tokens, recipe.eval.batch_size, recipe.eval.protocol)
     before = {}
     if heldout and resume is None:
         if recipe.distributed.zero_stage != 3:
@@ -281,8 +281,10 @@ def _run_grpo(recipe: Recipe, state, out: Path, ready: StartUp):
     if heldout is not None:  # generation from the trained model, with ZeRO-3's parameters gathered once per call
         heldout.unwrap = lambda _: unwrap_model_for_generation(
             trainer.model_wrapped, trainer.accelerator, gather_deepspeed3_params=ready.config.ds3_gather_for_generation)
+    periodic = None
     if heldout and recipe.eval.every_steps:
-        trainer.add_callback(HeldOutCallback(heldout, recipe.eval.every_steps, trainer._log_metric))
+        periodic = HeldOutCallback(heldout, recipe.eval.every_steps, trainer._log_metric)
+        trainer.add_callback(periodic)
     trainer.remove_callback(PrinterCallback)  # RunLog prints one readable line per step instead
     trainer.remove_callback(ProgressCallback)
     trainer.train(resume_from_checkpoint=resume)
@@ -303,7 +305,9 @@ def _run_grpo(recipe: Recipe, state, out: Path, ready: StartUp):
         after = heldout(trainer.model)
         if state.is_main_process:
             print(f"held-out after GRPO:  {format_scores(after)}", flush=True)
-            callbacks[0].write(trainer.state, {"eval_before_grpo": before, "eval_after_grpo": after})
+            callbacks[0].write(trainer.state, {"eval_before_grpo": before, "eval_after_grpo": after,
+                                               "heldout_history": periodic.history if periodic else [],
+                                               "heldout_eval_seconds": periodic.seconds if periodic else 0.0})
     # like a checkpoint, final/ appears whole: written aside, then renamed
     staging = out / INCOMPLETE / "final"
     if state.is_main_process and staging.exists():

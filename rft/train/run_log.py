@@ -1,4 +1,5 @@
-"""Progress lines while training, and ``metrics.json`` + ``reward_curve.png`` at the end."""
+"""Progress lines while training, ``metrics.json`` + ``reward_curve.png`` at the end, and the plots of
+supervised runs (``rft sft``)."""
 
 from __future__ import annotations
 
@@ -62,6 +63,55 @@ def plot_rewards(history: list[dict], path: Path, title: str = "GRPO reward") ->
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def heldout_series(metrics: dict) -> dict[str, list[tuple[int, float]]]:
+    """Each held-out score over training steps from a run's ``metrics.json`` (``rft train`` or
+    ``rft sft``): before training at step 0, every ``eval.every_steps``, after training at the last step."""
+    method = "grpo" if "eval_before_grpo" in metrics else "sft"
+    history = metrics.get("log_history", [])
+    last = max([h["step"] for h in history if "step" in h] + [metrics.get("steps", 0)])
+    points = [(0, metrics.get(f"eval_before_{method}") or {})]
+    # rft train keeps each evaluation at the step it followed (TRL's log shows it with the next step)
+    evaluations = metrics["heldout_history"] if "heldout_history" in metrics else history
+    points += [(h["step"], h) for h in evaluations if "step" in h]
+    points.append((last, metrics.get(f"eval_after_{method}") or {}))
+    series: dict[str, list[tuple[int, float]]] = {}
+    for step, scores in points:
+        for key, value in scores.items():
+            if key.startswith("eval/") and not math.isnan(number(value)):
+                series.setdefault(key, []).append((step, number(value)))
+    return series
+
+
+def plot_supervised(metrics: dict, path: Path, title: str = "supervised fine-tuning") -> Path:
+    """Training loss and held-out scores over steps of an ``rft sft`` run (its ``metrics.json``), as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), dpi=110)
+    logged = [h for h in metrics.get("log_history", []) if "loss" in h]
+    if logged:
+        left.plot([h["step"] for h in logged], [h["loss"] for h in logged], color="black", linewidth=1.2)
+        left.set_yscale("log")
+    left.set_xlabel("step")
+    left.set_ylabel("training loss")
+    left.set_title(title)
+    left.grid(alpha=0.3)
+    for key, points in sorted(heldout_series(metrics).items()):
+        right.plot(*zip(*points), linestyle="--", marker="o", markersize=3, label=key.removeprefix("eval/"))
+    right.set_xlabel("step")
+    right.set_ylabel("held-out score")
+    right.set_title("held-out (greedy answers)")
+    right.grid(alpha=0.3)
+    if right.get_legend_handles_labels()[0]:
+        right.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

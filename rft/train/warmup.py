@@ -3,11 +3,12 @@
 A model trained from scratch never writes ``<answer>…</answer>`` by chance, so GRPO would see
 only zero rewards. A few supervised steps teach the format; ``format_only`` (default) shuffles the
 targets among samples of the same task so the warm-up teaches nothing about the right answer.
+The steps are :func:`rft.train.supervised.supervised_train`'s; under ZeRO-2/3 the same steps run
+through DeepSpeed, each process on its share of every batch.
 """
 
 from __future__ import annotations
 
-import logging
 import math
 import random
 import time
@@ -18,12 +19,10 @@ import torch
 from accelerate import PartialState
 
 from rft.data.answers import reference_answer
-from rft.data.images import open_image
 from rft.processes import share, world_size
 from rft.recipe.schema import DistributedSection, WarmupSection
+from rft.train.supervised import batch_inputs, supervised_train
 from rft.zero import gathered
-
-log = logging.getLogger(__name__)
 
 
 def warmup_targets(rows: list[dict], format_only: bool, rng: random.Random) -> list[str]:
@@ -43,24 +42,6 @@ def warmup_targets(rows: list[dict], format_only: bool, rng: random.Random) -> l
     return shuffled
 
 
-def batch_inputs(processor, rows: list[dict], targets: list[str]) -> dict[str, torch.Tensor]:
-    """Processor inputs for prompt + target, with labels only on the target's tokens (and the end token)."""
-    tokenizer = processor.tokenizer
-    end = tokenizer.eos_token or ""
-    prompts = [processor.apply_chat_template(r["prompt"], add_generation_prompt=True, tokenize=False) for r in rows]
-    texts = [p + t + end for p, t in zip(prompts, targets)]
-    images = [[open_image(r["image"])] for r in rows]
-    inputs = processor(text=texts, images=images, padding=True, padding_side="right", return_tensors="pt")
-    labels = torch.full_like(inputs["input_ids"], -100)
-    lengths = inputs["attention_mask"].sum(dim=1)
-    for i, target in enumerate(targets):
-        n = len(tokenizer(target + end, add_special_tokens=False)["input_ids"])
-        stop = int(lengths[i])
-        labels[i, stop - n: stop] = inputs["input_ids"][i, stop - n: stop]
-    inputs["labels"] = labels
-    return inputs
-
-
 def supervised_warmup(loaded, rows: list[dict], section: WarmupSection, seed: int, print_fn=print,
                       distributed: DistributedSection | None = None, save_to: Path | None = None) -> list[float]:
     """Train ``loaded.model`` for ``section.steps`` supervised steps on ``rows``, save it (and the processor)
@@ -72,51 +53,57 @@ def supervised_warmup(loaded, rows: list[dict], section: WarmupSection, seed: in
     rng = random.Random(seed)
     targets = warmup_targets(rows, section.format_only, rng)
     model = loaded.model.to(PartialState().device)  # the trainer would move it there next anyway
-    model.train()
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=section.learning_rate)
-    engine = None
-    world, rank = world_size(), PartialState().process_index
     if distributed is not None and distributed.zero_stage:
-        engine = zero_engine(model, optimizer, distributed, micro_batch=math.ceil(min(section.batch_size, len(rows)) / world))
-    losses, start = [], time.monotonic()
-    order = list(range(len(rows)))
-    for step in range(section.steps):
-        batch = rng.sample(order, min(section.batch_size, len(order)))
-        if engine is None:
-            inputs = batch_inputs(loaded.processor, [rows[i] for i in batch], [targets[i] for i in batch])
-            inputs = {k: v.to(model.device) for k, v in inputs.items()}
-            loss = model(**inputs).loss
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            losses.append(float(loss.detach()))
-        else:
-            losses.append(sharded_step(engine, loaded.processor, rows, targets, batch, rank, world))
-        if step % 10 == 0 or step == section.steps - 1:
-            print_fn(f"warm-up {step + 1:>4}/{section.steps}  loss {losses[-1]:.3f}  {time.monotonic() - start:.0f}s", flush=True)
-    model.eval()
+        losses = _zero_warmup(model, loaded.processor, rows, targets, section, rng, distributed, print_fn)
+    else:
+        run = supervised_train(model, loaded.processor, rows, targets, section, rng, name="warm-up", print_fn=print_fn)
+        losses = run.losses
     if save_to is not None:
         state = PartialState()
         with gathered(model), state.local_main_process_first():  # ZeRO-3: every process gathers, one writes
             if state.is_local_main_process:
                 model.save_pretrained(save_to)
                 loaded.processor.save_pretrained(save_to)
-    if engine is not None:
-        engine.destroy()
     return losses
 
 
-def zero_engine(model, optimizer, distributed: DistributedSection, micro_batch: int):
-    """A DeepSpeed engine for ``model`` with the recipe's ZeRO config (gradients clipped at 1, as without it)."""
+def _zero_warmup(model, processor, rows: list[dict], targets: list[str], section: WarmupSection, rng: random.Random,
+                 distributed: DistributedSection, print_fn) -> list[float]:
+    """The warm-up's steps under DeepSpeed (the batches drawn as :func:`supervised_train` draws them)."""
+    from transformers import get_scheduler
+
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=section.learning_rate, weight_decay=section.weight_decay)
+    world, rank = world_size(), PartialState().process_index
+    engine = zero_engine(model, optimizer, distributed, math.ceil(min(section.batch_size, len(rows)) / world),
+                         section.max_grad_norm)
+    # the schedule sets the learning rates of the torch optimizer DeepSpeed's ZeRO optimizer steps with
+    base = getattr(engine.optimizer, "optimizer", engine.optimizer)
+    scheduler = get_scheduler(section.lr_scheduler, base, num_warmup_steps=math.ceil(section.warmup_ratio * section.steps),
+                              num_training_steps=section.steps)
+    losses, start = [], time.monotonic()
+    order = list(range(len(rows)))
+    for step in range(section.steps):
+        batch = rng.sample(order, min(section.batch_size, len(order)))
+        losses.append(sharded_step(engine, processor, rows, targets, batch, rank, world))
+        scheduler.step()
+        if step % 10 == 0 or step == section.steps - 1:
+            print_fn(f"warm-up {step + 1:>4}/{section.steps}  loss {losses[-1]:.3f}  {time.monotonic() - start:.0f}s", flush=True)
+    model.eval()
+    engine.destroy()
+    return losses
+
+
+def zero_engine(model, optimizer, distributed: DistributedSection, micro_batch: int, max_grad_norm: float = 1.0):
+    """A DeepSpeed engine for ``model`` with the recipe's ZeRO config (gradients clipped as without it)."""
     import deepspeed
 
     from rft.zero import deepspeed_config
 
     hidden = getattr(model.config.get_text_config(), "hidden_size", 1024)
     config = deepspeed_config(distributed.zero_stage, distributed.offload, micro_batch=micro_batch, world_size=world_size(),
-                              hidden_size=hidden, dtype=model.dtype, max_grad_norm=1.0)
+                              hidden_size=hidden, dtype=model.dtype, max_grad_norm=max_grad_norm)
     if distributed.offload:  # DeepSpeed's CPU Adam for offloaded optimizer states, as accelerate gives the Trainer
         from accelerate.utils.deepspeed import map_pytorch_optim_to_deepspeed
 
