@@ -18,7 +18,7 @@ def rows(tmp_path):
         Image.fromarray(rng.integers(0, 255, (20 + i, 30, 3), dtype=np.uint8)).save(path)
         out.append({"prompt": [{"role": "user", "content": [{"type": "image", "text": None}, {"type": "text", "text": "q"}]}],
                     "image": str(path), "task": "classification", "solution": "{}", "image_size": [30, 20 + i],
-                    "coord_format": None, "model_image_size": [30, 20 + i], "id": str(i), "dataset": "d"})
+                    "coord_format": None, "model_image_size": [30, 20 + i], "id": str(i), "dataset": "d", "query": "{}"})
     return out
 
 
