@@ -50,20 +50,15 @@ def generate_samples(loaded, rows: list[dict], recipe: Recipe, batch_size: int |
 
 def draw_pictures(samples: list[dict], out: Path, n: int) -> list[Path]:
     """Ground-truth and predicted boxes for the first ``n`` detection/grounding samples."""
-    from rewards.inputs import iter_samples, read_box_answers
-    from rft.eval.pictures import draw_boxes
+    from rft.eval.pictures import boxes_of, draw_boxes
 
-    box_samples = [s for s in samples if s["task"] in ("detection", "grounding")][:n]
-    if not box_samples:
-        return []
-    columns = {k: [s.get(k) for s in box_samples] for k in ("task", "solution", "image_size", "coord_format", "model_image_size")}
-    pairs = list(iter_samples([s["completion"] for s in box_samples], columns))
-    answers = read_box_answers([t for t, _ in pairs], [p for _, p in pairs])
+    box_samples = [s for s in samples if s["task"] in metrics.BOX_TASKS][:n]
     paths = []
-    for i, (s, (_, sample), answer) in enumerate(zip(box_samples, pairs, answers)):
+    for i, (s, (truth, predicted)) in enumerate(zip(box_samples, boxes_of(box_samples))):
         name = "".join(c if c.isalnum() else "_" for c in s["id"])[-60:]
-        paths.append(draw_boxes(s["image"], sample.gt_boxes.tolist(), answer.boxes.tolist(), s["id"],
-                                out / "pictures" / f"{i:03d}_{name}.png"))
+        # boxes are in original-image pixels; the picture is of the resized copy the model saw
+        paths.append(draw_boxes(s["image"], truth, predicted, s["id"], out / "pictures" / f"{i:03d}_{name}.png",
+                                boxes_size=s["image_size"]))
     return paths
 
 

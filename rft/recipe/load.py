@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from rft.errors import RecipeError
+from rft.recipe.combinations import combination_problems
 from rft.recipe.schema import Recipe
 
 # GRPOConfig fields that other recipe sections own.
@@ -121,9 +122,11 @@ def validate(data: dict[str, Any], source: str = "recipe") -> Recipe:
         recipe = None
     grpo, grpo_problems = check_grpo(data["grpo"]) if isinstance(data.get("grpo"), dict) else ({}, [])
     problems += grpo_problems
+    if not problems:
+        recipe.grpo = grpo
+        problems = combination_problems(recipe)
     if problems:
         raise RecipeError(f"{source}: invalid recipe\n  " + "\n  ".join(problems))
-    recipe.grpo = grpo
     return recipe
 
 

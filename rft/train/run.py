@@ -101,6 +101,7 @@ def train(recipe: Recipe, resume: str | None = None):
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     from rft.data.build import check_modalities, to_dataset
+    from rft.data.image_cache import DecodedImages
     from rft.data.mixing import order_rows
     from rft.data.sources import training_rows
     from rft.eval.heldout import HeldOut, HeldOutCallback, format_scores
@@ -108,10 +109,13 @@ def train(recipe: Recipe, resume: str | None = None):
     from rft.models.load import load_model
     from rft.processes import process_state
     from rft.models.vision_tokens import placeholder_token_ids, vision_token_ids
+    from rft.recipe.combinations import combination_problems
     from rft.train.checkpoints import (
         CheckpointOnSignal, SkipNonFiniteSteps, latest_checkpoint, process_count_note, resolve_resume,
     )
+    from rft.train.completion_log import completion_log
     from rft.train.config import RFT_DEFAULTS, grpo_config
+    from rft.train.dynamic_sampling import dynamic_sampler
     from rft.train.reward_guard import FailureLog, guarded
     from rft.train.reward_setup import build_rewards
     from rft.train.run_log import RunLog
@@ -122,6 +126,9 @@ def train(recipe: Recipe, resume: str | None = None):
     # resolved recipe, a tiny model, resized images, the warmed-up weights) are written by the
     # local main process first, and the others read them.
     state = process_state()
+    problems = combination_problems(recipe, state.num_processes)
+    if problems:
+        raise RecipeError("invalid recipe\n  " + "\n  ".join(problems))
     out = Path(recipe.output.dir)
     out.mkdir(parents=True, exist_ok=True)
     if state.is_local_main_process:
@@ -150,7 +157,8 @@ def train(recipe: Recipe, resume: str | None = None):
     check_modalities(rows, recipe.distributed.zero_stage)
     plan = plan_batches({**RFT_DEFAULTS, **recipe.grpo}, state.num_processes, sum(len(r) for r in rows.values()))
     ordered = order_rows(rows, recipe.data, plan.prompts_per_batch, plan.n_batches, recipe.seed)
-    dataset = to_dataset(ordered, recipe.speed.cache_decoded_images)
+    decoded = DecodedImages()  # one cache of decoded images for the training rows and dynamic sampling's refills
+    dataset = to_dataset(ordered, recipe.speed.cache_decoded_images, decoded)
     log.info("training on %d prompts in %d batches of %d, %d steps", len(ordered), plan.n_batches,
              plan.prompts_per_batch, plan.max_steps)
     if recipe.warmup.steps and resume is None:  # a resumed run's weights come from the checkpoint
@@ -185,6 +193,7 @@ def train(recipe: Recipe, resume: str | None = None):
     config = grpo_config(recipe, loaded.model.dtype, banned, reward_weights, plan.max_steps)
     nonfinite = SkipNonFiniteSteps(recipe.output.max_nonfinite_steps)
     callbacks = [RunLog(out, extra={"eval_before_grpo": before}), CheckpointOnSignal(), nonfinite]
+    completions = completion_log(recipe, torch.cuda.is_available()) if state.is_main_process else None
     engine = engine_options(recipe.model, loaded.family, cuda=torch.cuda.is_available())
     with colocated_engine_options(engine if recipe.rollout.backend == "vllm" else {}, placeholder_token_ids(loaded.processor)):
         trainer = RftGRPOTrainer(
@@ -192,7 +201,10 @@ def train(recipe: Recipe, resume: str | None = None):
             processing_class=loaded.processor, callbacks=callbacks,
             part_learning_rates=recipe.model.learning_rates.model_dump(),
             reuse_training_logps=recipe.speed.reuse_training_logprobs,
+            dynamic_sampler=dynamic_sampler(recipe, rows, decoded), completion_log=completions,
         )
+    if completions is not None:
+        completions.follow_tensorboard(trainer)
     server = getattr(getattr(trainer, "vllm_generation", None), "vllm_client", None)  # main process, server mode
     if server is not None:
         reset_encoder_cache_on_server(server)
@@ -200,7 +212,11 @@ def train(recipe: Recipe, resume: str | None = None):
         trainer.add_callback(HeldOutCallback(heldout, recipe.eval.every_steps, trainer._log_metric))
     trainer.remove_callback(PrinterCallback)  # RunLog prints one readable line per step instead
     trainer.remove_callback(ProgressCallback)
-    trainer.train(resume_from_checkpoint=resume)
+    try:
+        trainer.train(resume_from_checkpoint=resume)
+    finally:
+        if completions is not None:
+            completions.close()
     if nonfinite.stopped:
         raise TrainingStopped(
             f"training stopped at step {trainer.state.global_step}: steps {nonfinite.skipped} had a NaN or infinite "

@@ -4,7 +4,8 @@ on-policy, no extra log-prob pass for vLLM's importance-sampling correction.
 TRL's generation, loss and logging are TRL's; what is overridden: ``create_optimizer`` (the Trainer
 hook meant for it), ``_load_from_checkpoint`` (a LoRA run's trained adapter, which transformers skips
 next to TRL's reference adapter), and around ``_generate_and_score_completions`` / ``_compute_loss``
-the place where the importance-sampling ratio is computed (:mod:`rft.train.onpolicy_logps`).
+the place where the importance-sampling ratio is computed (:mod:`rft.train.onpolicy_logps`). Dynamic
+sampling and the completion log come from :class:`~rft.train.trl_hooks.RolloutHooks`.
 """
 
 from __future__ import annotations
@@ -13,17 +14,18 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from trl import GRPOTrainer
 
 from rft.models.parts import parameter_groups
 from rft.train.onpolicy_logps import ACROSS_PROCESSES, on_policy, ratio_metrics, vllm_importance_ratio
+from rft.train.trl_hooks import RolloutHooks
 
 
-class RftGRPOTrainer(GRPOTrainer):
+class RftGRPOTrainer(RolloutHooks):
     """``GRPOTrainer`` whose optimizer gives the vision tower, projector and language model their own
     learning rates (``part_learning_rates``; None means ``args.learning_rate``), and which, given
     ``reuse_training_logps``, takes vLLM's importance-sampling ratio from the training forward's
-    log-probs when they equal the extra pass's (on-policy batches)."""
+    log-probs when they equal the extra pass's (on-policy batches). ``dynamic_sampler`` and
+    ``completion_log`` go to :class:`~rft.train.trl_hooks.RolloutHooks`."""
 
     def __init__(self, *args, part_learning_rates: dict[str, float | None] | None = None,
                  reuse_training_logps: bool = False, **kwargs):
