@@ -76,6 +76,8 @@ def _join(values: list[Any]) -> Any:
         return {k: _join([v[k] for v in values]) for k in values[0]}
     if any(v is None for v in values):
         raise ValueError("rounds of rollouts disagree on which fields they carry")
+    if not isinstance(values[0], list):  # a value for the whole batch
+        return values[0]
     return [x for v in values for x in v]
 
 
