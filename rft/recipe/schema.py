@@ -6,9 +6,9 @@ loads, with the YAML path of the field (see :mod:`rft.recipe.load`).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 TaskName = Literal["detection", "grounding", "classification", "tagging"]
 DatasetKind = Literal[
@@ -16,6 +16,16 @@ DatasetKind = Literal[
     "visual_rft", "rows_jsonl", "synthetic_shapes",
 ]
 MODEL_PARTS = ("vision", "projector", "language")
+
+
+def _low_below_high(value: tuple[float, float]) -> tuple[float, float]:
+    if not value[0] < value[1]:
+        raise ValueError(f"must be [low, high] with low < high, got {list(value)}")
+    return value
+
+
+Interval = Annotated[tuple[float, float], AfterValidator(_low_below_high)]
+"""``[low, high]`` with low < high."""
 
 
 class Section(BaseModel):
@@ -152,14 +162,7 @@ class RewardSpec(Section):
     weight: float = 1.0
     kwargs: dict[str, Any] = {}
     alias: str | None = None
-    range: tuple[float, float] | None = None
-
-    @field_validator("range")
-    @classmethod
-    def _ordered(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
-        if value is not None and not value[0] < value[1]:
-            raise ValueError(f"range must be [low, high] with low < high, got {list(value)}")
-        return value
+    range: Interval | None = None
 
     @property
     def logged_name(self) -> str:
@@ -251,20 +254,13 @@ class SamplingSection(Section):
 
     filter: Literal["none", "zero_std"] = "none"
     """``zero_std``: drop a group whose ``metric`` is the same for every completion."""
-    keep_band: tuple[float, float] | None = None
+    keep_band: Interval | None = None
     """Also drop a group whose mean ``metric`` lies outside ``[low, high]`` (e.g. ``[0.01, 0.99]``)."""
     metric: str = "total"
     """``total`` (the weighted sum the advantages are computed from) or one reward's name."""
     max_rounds: int = Field(3, ge=1, le=32)
     """Generation rounds per batch at most, the first included; slots still unfilled then keep their
     dropped group (no policy gradient; counted in ``dynamic_sampling/unfilled``)."""
-
-    @field_validator("keep_band")
-    @classmethod
-    def _band_ordered(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
-        if value is not None and not value[0] < value[1]:
-            raise ValueError(f"keep_band must be [low, high] with low < high, got {list(value)}")
-        return value
 
     @model_validator(mode="after")
     def _band_needs_filter(self) -> SamplingSection:

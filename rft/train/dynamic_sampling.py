@@ -13,7 +13,7 @@ next batch. The Trainer owns the dataloader's iterator, and rft's batch order (s
 detection batches then 1 classification batch, replay shares, see :mod:`rft.data.mixing`) must hold: the
 scheduled batches are consumed as planned, one per generation, and a dropped group is replaced by a
 prompt drawn at random from the dataset that group came from (seeded by step, round and process, so a
-resumed run draws the same; prompts already tried for the batch are avoided).
+resumed run draws the same; prompts already tried for the batch are avoided where the dataset has others).
 
 **Buffered generation**: with TRL's ``steps_per_generation`` > 1 (or ``num_iterations`` > 1) the filter
 acts on the whole generation batch, before TRL shuffles it and splits it into micro-batches, so every
@@ -150,6 +150,7 @@ class DynamicSampler:
         self.config, self.refill = config, refill
         self.metric = None if config.metric == "total" else reward_names.index(config.metric)
         self.weights = torch.tensor(reward_weights, dtype=torch.float32)
+        self._step, self._fills = -1, 0  # generation batches filled at this optimizer step (several with accumulation)
 
     def keep(self, rewards: torch.Tensor, processes: int, generations: int) -> list[list[bool]]:
         """Per process, per group of a round: kept (from all processes' rewards)."""
@@ -160,6 +161,8 @@ class DynamicSampler:
              generations: int, log_metric: Callable[[str, float], None]) -> tuple[list[dict], Generation, torch.Tensor]:
         """This process's rows and completions of the filled batch, and all processes' rewards for it (in
         the order TRL gathers them). Every process must call it at the same point."""
+        self._fills = self._fills + 1 if step == self._step else 0
+        self._step = step
         slots = len(inputs) // generations
         plan = SlotPlan(processes, slots)
         rounds = [rollout(inputs)]
@@ -169,7 +172,7 @@ class DynamicSampler:
         while plan.open_slots() and len(rounds) < self.config.max_rounds:
             size = plan.next_round()
             names = [datasets[slot if slot is not None else j % slots] for j, slot in enumerate(plan.targets[process])]
-            fresh = self.refill.draw(names, (step, len(rounds), process), tried)
+            fresh = self.refill.draw(names, (step, self._fills, len(rounds), process), tried)
             batch = [dict(row) for row in fresh for _ in range(generations)]
             rounds.append(rollout(batch))
             plan.record(self.keep(rounds[-1].rewards, processes, generations))
