@@ -170,13 +170,12 @@ class DynamicSampler:
         datasets = [inputs[s * generations].get("dataset") for s in range(slots)]
         tried = {(r.get("dataset"), r.get("id")) for r in inputs}
         while plan.open_slots() and len(rounds) < self.config.max_rounds:
-            size = plan.next_round()
+            plan.next_round()
             names = [datasets[slot if slot is not None else j % slots] for j, slot in enumerate(plan.targets[process])]
             fresh = self.refill.draw(names, (step, self._fills, len(rounds), process), tried)
             batch = [dict(row) for row in fresh for _ in range(generations)]
             rounds.append(rollout(batch))
             plan.record(self.keep(rounds[-1].rewards, processes, generations))
-            assert len(plan.targets[process]) == size
 
         def group(round_: int, index: int, p: int = 0) -> list[int]:
             """Rows of process ``p``'s group ``index`` of a round, among all processes' completions (p=0: local)."""
