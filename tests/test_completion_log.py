@@ -73,9 +73,10 @@ def test_writes_jsonl_pictures_and_tensorboard(tmp_path):
     assert detection["boxes"] == {"truth": [[10.0, 10.0, 40.0, 30.0]], "predicted": [[60.0, 40.0, 90.0, 90.0]]}
     picture = Image.open(tmp_path / "completions" / detection["image"]).convert("RGB")
     scale = picture.width // 100  # upscaled for viewing, boxes scaled from original pixels to the picture
-    assert picture.size == (100 * scale, 50 * scale) and scale == 4
-    assert picture.getpixel((5 * scale, 7 * scale)) == GREEN  # left edge of the ground truth: original x=10 -> 5
-    assert picture.getpixel((30 * scale, 30 * scale)) == RED  # left edge of the prediction: original x=60 -> 30
+    top = picture.height - 50 * scale  # the title's strip
+    assert scale == 4 and 10 < top < 40
+    assert picture.getpixel((5 * scale, top + 7 * scale)) == GREEN  # left edge of the ground truth: original x=10 -> 5
+    assert picture.getpixel((30 * scale, top + 30 * scale)) == RED  # left edge of the prediction: original x=60 -> 30
     assert "boxes" not in classification and (tmp_path / "completions" / classification["image"]).is_file()
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -95,7 +96,7 @@ def test_wandb_gets_a_table_with_images(tmp_path, monkeypatch):
     log.close()
     (entry,) = logged
     assert entry["train/global_step"] == 1 and entry["completions"]["columns"][:4] == ["step", "task", "id", "image"]
-    assert entry["completions"]["data"][0][3] == ("image", (448, 448)) and entry["completions"]["data"][0][6] == 1.0
+    assert entry["completions"]["data"][0][3][1][0] == 448 and entry["completions"]["data"][0][6] == 1.0
 
 
 def test_prompt_and_markdown_text():

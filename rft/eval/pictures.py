@@ -15,8 +15,9 @@ GREEN, RED = (0, 200, 0), (230, 0, 0)
 def render_boxes(image: Image.Image | str, gt_boxes, pred_boxes, title: str, scale: int = 2,
                  boxes_size: Sequence[float] | None = None) -> Image.Image:
     """The image (a PIL image or a file), upscaled ``scale`` x, with ground truth in green and predictions
-    in red. Boxes are in pixels of an image of ``boxes_size`` ``[w, h]`` (the original image, where the
-    picture is of the resized copy the model saw), by default of ``image`` itself."""
+    in red, under a white strip holding ``title`` (one or more lines), so the text hides nothing. Boxes are
+    in pixels of an image of ``boxes_size`` ``[w, h]`` (the original image, where the picture is of the
+    resized copy the model saw), by default of ``image`` itself."""
     image = open_image(image) if isinstance(image, (str, Path)) else image.convert("RGB")
     sx, sy = ((image.width / boxes_size[0], image.height / boxes_size[1]) if boxes_size else (1.0, 1.0))
     image = image.resize((image.width * scale, image.height * scale))
@@ -24,9 +25,12 @@ def render_boxes(image: Image.Image | str, gt_boxes, pred_boxes, title: str, sca
     for boxes, colour in ((gt_boxes, GREEN), (pred_boxes, RED)):
         for x1, y1, x2, y2 in boxes:
             draw.rectangle([x1 * sx * scale, y1 * sy * scale, x2 * sx * scale, y2 * sy * scale], outline=colour, width=2)
-    draw.rectangle(draw.textbbox((4, 4), title[:80]), fill=(255, 255, 255))  # readable on any image
-    draw.text((4, 4), title[:80], fill=(0, 0, 0))
-    return image
+    title = "\n".join(line[:80] for line in title.splitlines())
+    strip = ImageDraw.Draw(image).multiline_textbbox((4, 4), title)[3] + 4
+    picture = Image.new("RGB", (image.width, image.height + strip), (255, 255, 255))
+    picture.paste(image, (0, strip))
+    ImageDraw.Draw(picture).multiline_text((4, 4), title, fill=(0, 0, 0))
+    return picture
 
 
 def boxes_of(samples: Sequence[dict]) -> list[tuple[list, list]]:

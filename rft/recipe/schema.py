@@ -280,6 +280,7 @@ class OutputSection(Section):
     """Every N steps, a few completions per task with their image (boxes drawn), rewards and advantage go to
     ``<dir>/completions/`` and the loggers (None: every logging step on the CPU, every 50 on GPUs; 0: never)."""
     log_completions_per_task: int = Field(2, ge=1, le=64)
+    """Completions logged per task (of different prompts, picked at random)."""
 
 
 class Recipe(Section):

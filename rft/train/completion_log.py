@@ -141,6 +141,7 @@ class CompletionLog:
 
     def write(self, step: int, records: list[dict]) -> Path:
         """The step's JSONL file, pictures and logger entries."""
+        from rewards.parsing import extract_answer
         from rft.eval.pictures import render_boxes
 
         folder = self.dir / f"step_{step}"
@@ -154,7 +155,8 @@ class CompletionLog:
             picture = None
             if image is not None:
                 scale = max(1, round(PICTURE_SIDE / max(image.size)))
-                title = f"{record['id']}  reward {_number(record['reward'])}  advantage {_number(record['advantage'])}"
+                title = (f"{record['id']}  reward {_number(record['reward'])}  advantage {_number(record['advantage'])}\n"
+                         f"truth: {_truth(record['solution'])}  answer: {extract_answer(record['completion'])}")
                 picture = render_boxes(image, *(boxes["truth"], boxes["predicted"]) if boxes else ([], []), title,
                                        scale, boxes_size=record["image_size"] if boxes else None)
                 name = "".join(c if c.isalnum() else "_" for c in f"{k:02d}_{record['task']}_{record['id']}")[-80:]
@@ -222,6 +224,19 @@ def _boxes(records: list[dict]) -> list[dict | None]:
     for i, (truth, predicted) in zip(index, boxes_of([records[i] for i in index])):
         out[i] = {"truth": truth, "predicted": predicted}
     return out
+
+
+def _truth(solution: Any) -> str:
+    """The ground truth in a few words: the label, the tags or the number of boxes."""
+    if not isinstance(solution, dict):
+        return str(solution)
+    if "label" in solution:
+        return str(solution["label"])
+    if "tags" in solution:
+        return ", ".join(map(str, solution["tags"]))
+    boxes = solution.get("boxes") or []
+    labels = sorted({str(x) for x in solution.get("labels") or []})
+    return f"{len(boxes)} box{'es' if len(boxes) != 1 else ''}" + (f" ({', '.join(labels)})" if labels else "")
 
 
 def _json_or_text(value: Any) -> Any:
