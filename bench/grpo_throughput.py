@@ -221,6 +221,31 @@ class PhaseTimer:
         self.wrap(GRPOTrainer, "_get_per_token_logps_and_entropies", "logprob_passes", when=lambda: not torch.is_grad_enabled())
         self.wrap(GRPOTrainer, "_calculate_rewards", "rewards")
         self._count_vision()
+        self._time_completion_log()
+
+    def _time_completion_log(self) -> None:
+        """rft's completion log: its part on the training thread (a phase of the step) and the background
+        thread's writing (not synchronised with the GPU: it does not wait for it)."""
+        from rft.train.completion_log import CompletionLog
+
+        self.wrap(CompletionLog, "add", "completion_log", when=lambda: self._logging_due)
+        original_due, original_write, timer = CompletionLog.due, CompletionLog.write, self
+
+        @wraps(original_due)
+        def due(log, step):
+            timer._logging_due = original_due(log, step)
+            return timer._logging_due
+
+        @wraps(original_write)
+        def write(log, *args):
+            start = time.perf_counter()
+            try:
+                return original_write(log, *args)
+            finally:
+                timer.totals["completion_log_background"].append(time.perf_counter() - start)
+
+        CompletionLog.due, CompletionLog.write = due, write
+        self._logging_due = False
 
     def _count_vision(self) -> None:
         """Time the trainer's vision tower (vLLM's has its own classes): seconds and images per step."""
@@ -270,7 +295,15 @@ class PhaseTimer:
         phases = {"generation": gen_sync - sync, "weight_sync": sync, "logprob_passes": logps, "rewards": rewards,
                   "other_scoring": max(0.0, scoring - gen_sync - logps - rewards), "forward_backward": step - scoring}
         steps_kept = steps[skip_first:]
+
+        def per_log(name):  # per logged step, the first (imports, first pictures) left out when there are others
+            values = self.totals.get(name, [])
+            return statistics.median(values[1:] or values) if values else None
+
+        logs = {"logged_steps": len(self.totals.get("completion_log", [])), "training_thread_s": per_log("completion_log"),
+                "background_s": per_log("completion_log_background")}
         return {"s_per_step": statistics.median(steps_kept) if steps_kept else None, "step_times": steps,
+                "completion_log": logs,
                 "phases": phases, "generated_tokens": statistics.median(self.generated_tokens[keep] or [0]),
                 "train_tokens": statistics.median(self.train_tokens[keep] or [0]),
                 "vision_tower_s": statistics.median([v["seconds"] for v in vision] or [0]),
@@ -385,7 +418,9 @@ def run_rft(args) -> dict:
                  "max_completion_length": args.new_tokens, "max_steps": total_steps(args), "beta": 0.0},
         "rollout": {"backend": "vllm" if cuda else "transformers", "vllm_mode": "colocate",
                     "gpu_memory_utilization": args.vllm_memory, "max_model_length": args.max_model_length},
-        "output": {"dir": str(Path(args.work) / "rft_C"), "report_to": []},
+        # the completion log written at every step (measured per logged step; by default it logs every 50)
+        "output": {"dir": str(Path(args.work) / "rft_C"), "log_completions_every": args.log_completions_every,
+                   "report_to": ["tensorboard"] if args.log_completions_every else []},
         "speed": speed_options(args.speed),
     })
     timer = PhaseTimer(profile_step=total_steps(args) if args.profile else None)
@@ -443,6 +478,8 @@ def main() -> None:
                    "(modes run one per command on a machine with a per-command time limit)")
     p.add_argument("--speed", nargs="*", default=[], metavar="NAME=BOOL",
                    help="(C): switch rft's speed options (recipe section speed:), e.g. reuse_training_logprobs=false")
+    p.add_argument("--log-completions-every", type=int, default=1, metavar="N",
+                   help="(C): write the completion log every N steps (output.log_completions_every; 0: never)")
     p.add_argument("--label", help="the row name of a single mode's result (default: its letter), e.g. 'C no reuse'")
     p.add_argument("--plot", metavar="PNG", help="also draw each mode's step as a bar split by phase")
     p.add_argument("--child", help=argparse.SUPPRESS)  # internal: run one mode in this process
@@ -534,8 +571,28 @@ def print_report(results: dict[str, dict], params: int, peak: float | None, plot
     for mode in ("A", "B"):
         if "C" in results and mode in results and results["C"].get("s_per_step") and results[mode].get("s_per_step"):
             print(f"(C) is {results[mode]['s_per_step'] / results['C']['s_per_step']:.2f}x faster per step than ({mode})")
+    for mode, r in results.items():
+        line = completion_log_line(r)
+        if line:
+            print(f"({mode}) {line}")
     if plot:
         print("phase split:", plot_phases(results, Path(plot)))
+
+
+COMPLETION_LOG_DEFAULT_GPU = 50
+"""``output.log_completions_every``'s default on GPUs."""
+
+
+def completion_log_line(result: dict) -> str | None:
+    """What the completion log costs per logged step, and per step at its default interval on GPUs."""
+    logs = result.get("completion_log") or {}
+    if not logs.get("logged_steps") or not result.get("s_per_step"):
+        return None
+    main, background = logs["training_thread_s"] or 0.0, logs["background_s"] or 0.0
+    share = main / COMPLETION_LOG_DEFAULT_GPU / result["s_per_step"]
+    return (f"completion log: {main * 1e3:.1f} ms on the training thread + {background * 1e3:.0f} ms in the background "
+            f"per logged step ({logs['logged_steps']} logged); every {COMPLETION_LOG_DEFAULT_GPU} steps: {share:.4%} "
+            f"of a step on the training thread")
 
 
 if __name__ == "__main__":

@@ -42,6 +42,18 @@ def test_report_takes_medians_after_the_first_step_and_leaves_the_profiled_step_
     assert report["vision_tower_images"] == 16 and report["vision_tower_s"] == pytest.approx(0.2)
 
 
+def test_completion_log_cost_per_logged_step_and_at_the_default_interval():
+    timer = timer_with_steps([0.0, 20.0, 30.0])
+    timer.totals["completion_log"] = [0.5, 0.002, 0.004]  # the first (imports) is left out
+    timer.totals["completion_log_background"] = [1.0, 0.03, 0.05, 0.04]
+    logs = timer.report()["completion_log"]
+    assert logs == {"logged_steps": 3, "training_thread_s": pytest.approx(0.003), "background_s": pytest.approx(0.04)}
+    line = bench.completion_log_line({"s_per_step": 10.0, "completion_log": logs})
+    assert line == ("completion log: 3.0 ms on the training thread + 40 ms in the background per logged step (3 logged); "
+                    "every 50 steps: 0.0006% of a step on the training thread")
+    assert bench.completion_log_line({"s_per_step": 10.0}) is None
+
+
 def test_mfu_counts_training_and_generation_flops():
     result = {"s_per_step": 2.0, "train_tokens": 1000, "generated_tokens": 500}
     assert bench.mfu(result, params=10**9, peak_tflops=1.0) == pytest.approx((6e12 + 1e12) / 2e12)

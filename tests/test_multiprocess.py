@@ -234,3 +234,20 @@ def test_rft_eval_on_two_processes_writes_what_one_writes(tmp_path):
         results.append((predictions, report, len(list((out / "pictures").glob("*.png")))))
     assert results[0] == results[1]
     assert len(results[0][0]) == 7 and len({p["completion"] for p in results[0][0]}) > 1 and results[0][2] == 2
+
+
+def test_dynamic_sampling_on_two_processes_keeps_equal_batches(tmp_path):
+    """Dynamic sampling with two processes: each refills its own dropped groups, both generate the same
+    number of prompts per round, and every trained group has spread on both, the schedule holding (an
+    unequal batch would fail TRL's gathers)."""
+    from test_dynamic_sampling import check_filtered_run, schedule_recipe
+
+    recipe = schedule_recipe(tmp_path / "run")
+    recipe["grpo"] = {**recipe["grpo"], "per_device_train_batch_size": 4}  # one group per process
+    recipe["output"] = {**recipe["output"], "report_to": []}
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    done = rft("train", str(path), "--gpus", "2")
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    steps = check_filtered_run(json.loads((tmp_path / "run" / "metrics.json").read_text())["log_history"])
+    assert any(s["dynamic_sampling/prompts"] > 2 for s in steps)

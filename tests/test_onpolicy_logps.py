@@ -3,6 +3,7 @@ TRL's numbers without TRL's extra log-prob pass. vLLM does not run on the CPU, s
 returns fixed completions and log-probs, the way TRL's colocate engine hands them over."""
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -79,16 +80,28 @@ class StandInEngine:
         return prompts, completions, logprobs, None
 
 
+SAMPLING_REWARDS = Path(__file__).with_name("sampling_rewards.py")
+DYNAMIC = {"sampling": {"filter": "zero_std", "max_rounds": 10}, "rewards": [{"name": f"{SAMPLING_REWARDS}:half_constant"}]}
+"""Dynamic sampling on, with a reward constant on half the prompts (rounds of the stand-in engine)."""
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize(("mode", "accumulation", "iterations"), [
-    ("token_truncate", 1, 1), ("sequence_mask", 1, 1),
-    ("token_truncate", 2, 1),  # on-policy with gradient accumulation: one generation per optimizer step
-    ("token_truncate", 1, 2),  # two iterations per generation: off-policy, TRL's pass stays
-])
-def test_ratio_from_the_training_forward_gives_trls_losses_and_weights(mode, accumulation, iterations, tmp_path, monkeypatch):
+@pytest.mark.parametrize(("mode", "accumulation", "iterations", "variant"), [
+    ("token_truncate", 1, 1, {}), ("sequence_mask", 1, 1, {}),
+    ("token_truncate", 2, 1, {}),  # on-policy with gradient accumulation: one generation per optimizer step
+    ("token_truncate", 1, 2, {}),  # two iterations per generation: off-policy, TRL's pass stays
+    # loss variants (README table) with dynamic sampling: GSPO's sequence-level ratio, and DAPO's
+    # truncated-completion mask with entropy masking
+    ("sequence_truncate", 1, 1, {**DYNAMIC, "grpo": {"importance_sampling_level": "sequence", "loss_type": "grpo"}}),
+    ("token_truncate", 1, 1, {**DYNAMIC, "grpo": {"loss_type": "dapo", "mask_truncated_completions": True,
+                                                   "top_entropy_quantile": 0.5}}),
+], ids=["token", "sequence", "accumulation", "iterations", "gspo_dynamic_sampling", "dapo_entropy_dynamic_sampling"])
+def test_ratio_from_the_training_forward_gives_trls_losses_and_weights(mode, accumulation, iterations, variant, tmp_path,
+                                                                        monkeypatch):
     """Two GRPO steps through TRL's vLLM path (stand-in engine), with TRL's extra log-prob pass and
     with the ratio taken from the training forward: equal losses and weights, the same ratio metrics
-    (without accumulation: with it they are averaged over micro-batches), no pass where on-policy."""
+    (without accumulation: with it they are averaged over micro-batches), no pass where on-policy; the
+    same under loss variants with dynamic sampling (its rounds generate, the pass runs on kept groups only)."""
     original_init = RftGRPOTrainer.__init__
     passes = []
 
@@ -115,11 +128,12 @@ def test_ratio_from_the_training_forward_gives_trls_losses_and_weights(mode, acc
             "model": {"tiny": {"family": "qwen2_5_vl"}, "min_pixels": 3136, "max_pixels": 12544},
             "data": {"datasets": [{"name": "cls", "kind": "synthetic_shapes", "task": "classification", "num_samples": 8}]},
             "rewards": [{"name": f"{__file__}:length_reward"}],  # by file: the registry stays as other tests expect
+            **variant,
             "grpo": {"per_device_train_batch_size": 8, "num_generations": 4, "max_completion_length": 8, "max_steps": 2,
                      "learning_rate": 1e-2, "beta": 0.0, "gradient_accumulation_steps": accumulation,
-                     "num_iterations": iterations},
+                     "num_iterations": iterations, **variant.get("grpo", {})},
             "speed": {"reuse_training_logprobs": reuse},
-            "output": {"dir": str(tmp_path / str(reuse)), "report_to": []},
+            "output": {"dir": str(tmp_path / str(reuse)), "report_to": [], "log_completions_every": 0},
         })
         trainer = train(recipe)
         logs = [h for h in trainer.state.log_history if "reward" in h]
@@ -128,6 +142,9 @@ def test_ratio_from_the_training_forward_gives_trls_losses_and_weights(mode, acc
 
     with_pass, weights_pass, passes_trl, syncs = run(False)
     reused, weights_reused, passes_rft, _ = run(True)
+    if "sampling" in variant:  # groups were dropped and refilled; the kept batch has spread
+        assert max(h["dynamic_sampling/rounds"] for h in with_pass) >= 2
+        assert all(h["frac_reward_zero_std"] == 0.0 for h in with_pass + reused)
     generations = 2 if iterations == 1 else 1  # generation batches in two optimizer steps
     assert passes_trl.count(False) == generations  # TRL's no-grad pass, once per generation batch
     assert passes_rft.count(False) == (0 if iterations == 1 else generations)

@@ -119,3 +119,18 @@ def test_bad_reward_kwargs_fail_at_setup():
     with pytest.raises(RecipeError, match=r"rewards\[0\] \(detection_confidence\): reward 'detection_confidence' has no "
                                           r"option 'iou_treshold'; its options: .*iou_threshold"):
         build_rewards(recipe(rewards=[{"name": "detection_confidence", "kwargs": {"iou_treshold": 0.3}}]))
+
+
+def test_a_dataset_may_name_a_file_reward_as_the_recipe_does_or_as_trl_logs_it(tmp_path):
+    """``data.datasets[].rewards`` naming ``file.py:fn`` routed the reward to no dataset (routing compared
+    the function's name ``fn``)."""
+    from rft.train.reward_setup import build_rewards
+
+    plugin = tmp_path / "plugin.py"
+    plugin.write_text("def one(completions, **columns):\n    return [1.0] * len(completions)\n")
+    for listed in (f"{plugin}:one", "one"):
+        r = recipe(data={"datasets": [{"name": "a", "kind": "synthetic_shapes", "rewards": [listed]},
+                                      {"name": "b", "kind": "synthetic_shapes", "rewards": ["format"]}]},
+                   rewards=[{"name": f"{plugin}:one"}, {"name": "format"}])
+        one = build_rewards(r)[0][0]
+        assert one(["x", "y"], dataset=["a", "b"]) == [1.0, None], listed

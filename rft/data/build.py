@@ -134,15 +134,16 @@ def to_trl_rows(
     return out
 
 
-def to_dataset(trl_rows: Iterable[dict[str, Any]], cache_decoded_images: bool = True) -> datasets.Dataset:
+def to_dataset(trl_rows: Iterable[dict[str, Any]], cache_decoded_images: bool = True, decoded=None) -> datasets.Dataset:
     """A ``datasets.Dataset`` of TRL rows with :data:`TRL_FEATURES` (``image`` decodes to PIL), each
-    distinct image decoded once while it stays in a bounded cache (:class:`~rft.data.image_cache.DecodedImages`)."""
+    distinct image decoded once while it stays in a bounded cache (``decoded``, a
+    :class:`~rft.data.image_cache.DecodedImages` that datasets of the same images can share; by default a new one)."""
     data = datasets.Dataset.from_list(list(trl_rows), features=TRL_FEATURES)
     if not cache_decoded_images:
         return data
     from rft.data.image_cache import DecodedImages
 
-    return data.cast_column("image", datasets.Image(decode=False)).with_transform(DecodedImages())
+    return data.cast_column("image", datasets.Image(decode=False)).with_transform(decoded or DecodedImages())
 
 
 def check_modalities(rows_by_dataset: Mapping[str, list[dict[str, Any]]], zero_stage: int) -> None:

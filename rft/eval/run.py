@@ -49,19 +49,14 @@ def generate_samples(loaded, rows: list[dict], recipe: Recipe, batch_size: int |
 
 def draw_pictures(samples: list[dict], out: Path, n: int) -> list[Path]:
     """Ground-truth and predicted boxes for the first ``n`` detection/grounding samples."""
-    from rewards.inputs import iter_samples, read_box_answers
-    from rft.eval.pictures import draw_boxes, picture_name
+    from rft.eval.pictures import boxes_of, draw_boxes, picture_name
 
-    box_samples = [s for s in samples if s["task"] in ("detection", "grounding")][:n]
-    if not box_samples:
-        return []
-    columns = {k: [s.get(k) for s in box_samples] for k in ("task", "solution", "image_size", "coord_format", "model_image_size")}
-    pairs = list(iter_samples([s["completion"] for s in box_samples], columns))
-    answers = read_box_answers([t for t, _ in pairs], [p for _, p in pairs])
+    box_samples = [s for s in samples if s["task"] in metrics.BOX_TASKS][:n]
     paths = []
-    for i, (s, (_, sample), answer) in enumerate(zip(box_samples, pairs, answers)):
-        paths.append(draw_boxes(s["image"], sample.gt_boxes.tolist(), answer.boxes.tolist(), s["id"],
-                                out / "pictures" / picture_name(i, s["id"])))
+    for i, (s, (truth, predicted)) in enumerate(zip(box_samples, boxes_of(box_samples))):
+        # boxes are in original-image pixels; the picture is of the resized copy the model saw
+        paths.append(draw_boxes(s["image"], truth, predicted, s["id"], out / "pictures" / picture_name(i, s["id"]),
+                                boxes_size=s["image_size"]))
     return paths
 
 

@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from rft.errors import RecipeError
+from rft.recipe.combinations import combination_problems
 from rft.recipe.schema import MAX_BATCH, MAX_STEPS, Recipe
 
 # GRPOConfig fields that other recipe sections own.
@@ -161,9 +162,11 @@ def validate(data: dict[str, Any], source: str = "recipe") -> Recipe:
     problems += grpo_problems
     if recipe is not None:
         problems += _template_problems(recipe)
+    if not problems:
+        recipe.grpo = grpo
+        problems = combination_problems(recipe)
     if problems:
         raise RecipeError(f"{source}: invalid recipe\n  " + "\n  ".join(problems))
-    recipe.grpo = grpo
     return recipe
 
 

@@ -6,9 +6,9 @@ loads, with the YAML path of the field (see :mod:`rft.recipe.load`).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 TaskName = Literal["detection", "grounding", "classification", "tagging"]
 DatasetKind = Literal[
@@ -40,6 +40,16 @@ MAX_PIXELS = 100_000_000
 MAX_SAMPLES = 10_000_000
 MAX_STEPS = 100_000_000
 MAX_BATCH = 65_536
+
+
+def _low_below_high(value: tuple[float, float]) -> tuple[float, float]:
+    if not value[0] < value[1]:
+        raise ValueError(f"must be [low, high] with low < high, got {list(value)}")
+    return value
+
+
+Interval = Annotated[tuple[float, float], AfterValidator(_low_below_high)]
+"""``[low, high]`` with low < high."""
 
 
 class Section(BaseModel):
@@ -203,14 +213,12 @@ class RewardSpec(Section):
     weight: float = Field(1.0, ge=0)
     kwargs: dict[str, Any] = {}
     alias: str | None = None
-    range: tuple[float, float] | None = None
+    range: Interval | None = None
 
-    @field_validator("range")
-    @classmethod
-    def _ordered(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
-        if value is not None and not value[0] < value[1]:
-            raise ValueError(f"range must be [low, high] with low < high, got {list(value)}")
-        return value
+    @property
+    def logged_name(self) -> str:
+        """The reward's name in TRL's logs (``rewards/<name>/mean``): its alias, else its function's name."""
+        return self.alias or self.name.rsplit(":", 1)[-1]
 
 
 class RewardGuard(Section):
@@ -315,6 +323,28 @@ class SpeedSection(Section):
     log-probs instead of an extra no-grad pass that computes the same values (rft.train.onpolicy_logps)."""
 
 
+class SamplingSection(Section):
+    """Dynamic sampling (online filtering): groups whose rewards teach GRPO nothing (all equal, so all
+    advantages are zero) are dropped before the optimizer step and replaced by fresh prompts of the same
+    dataset, generated in further rounds (rft.train.dynamic_sampling)."""
+
+    filter: Literal["none", "zero_std"] = "none"
+    """``zero_std``: drop a group whose ``metric`` is the same for every completion."""
+    keep_band: Interval | None = None
+    """Also drop a group whose mean ``metric`` lies outside ``[low, high]`` (e.g. ``[0.01, 0.99]``)."""
+    metric: str = "total"
+    """``total`` (the weighted sum the advantages are computed from) or one reward's name."""
+    max_rounds: int = Field(3, ge=1, le=32)
+    """Generation rounds per batch at most, the first included; slots still unfilled then keep their
+    dropped group (no policy gradient; counted in ``dynamic_sampling/unfilled``)."""
+
+    @model_validator(mode="after")
+    def _band_needs_filter(self) -> SamplingSection:
+        if self.keep_band is not None and self.filter == "none":
+            raise ValueError("keep_band needs filter: zero_std")
+        return self
+
+
 class OutputSection(Section):
     dir: str = "outputs/run"
     max_nonfinite_steps: int = Field(3, ge=0)
@@ -322,6 +352,11 @@ class OutputSection(Section):
     report_to: list[str] = ["tensorboard"]
     save_steps: int | None = Field(None, gt=0)
     save_total_limit: int | None = Field(2, gt=0)
+    log_completions_every: int | None = Field(None, ge=0)
+    """Every N steps, a few completions per task with their image (boxes drawn), rewards and advantage go to
+    ``<dir>/completions/`` and the loggers (None: every logging step on the CPU, every 50 on GPUs; 0: never)."""
+    log_completions_per_task: int = Field(2, ge=1, le=64)
+    """Completions logged per task (of different prompts, picked at random)."""
 
 
 class Recipe(Section):
@@ -340,6 +375,7 @@ class Recipe(Section):
     sft: SftSection = SftSection()
     eval: EvalSection = EvalSection()
     speed: SpeedSection = SpeedSection()
+    sampling: SamplingSection = SamplingSection()
     output: OutputSection = OutputSection()
 
     @model_validator(mode="after")
@@ -362,8 +398,12 @@ class Recipe(Section):
                 raise ValueError(f"{field}: dataset names must be unique (scores are reported by dataset name); "
                                  f"{', '.join(map(repr, twice))} appears more than once")
         names = {r.alias or r.name for r in self.rewards}
+        logged = {r.logged_name for r in self.rewards}
         for i, d in enumerate(self.data.datasets):
             for r in d.rewards or []:
-                if r not in names:
+                if r not in names | logged:
                     raise ValueError(f"data.datasets[{i}].rewards names {r!r}, which is not in rewards: {sorted(names)}")
+        if self.sampling.metric != "total" and self.sampling.metric not in logged:
+            raise ValueError(f"sampling.metric names {self.sampling.metric!r}, which is not a reward; use total or one "
+                             f"of {sorted(logged)}")
         return self

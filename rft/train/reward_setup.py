@@ -39,9 +39,10 @@ def reward_function(spec: RewardSpec, recipe: Recipe, route: bool = True) -> Rew
 
     Held-out data comes from other datasets, so evaluation uses ``route=False`` (tasks still route).
     """
-    name = spec.alias or spec.name.rsplit(":", 1)[-1]
+    name = spec.logged_name
     fn = rewards.get(spec.name, name=name, **spec.kwargs)
-    users = {d.name for d in recipe.data.datasets if d.rewards is None or name in d.rewards}
+    users = {d.name for d in recipe.data.datasets  # a dataset's list may name it as TRL logs it or as the recipe does
+             if d.rewards is None or name in d.rewards or (spec.alias or spec.name) in d.rewards}
     if route and users != {d.name for d in recipe.data.datasets}:
         fn = only_for_datasets(fn, users)
     if spec.range is not None:

@@ -106,6 +106,7 @@ def train(recipe: Recipe, resume: str | None = None, overwrite: bool = False):
     files before the model, data, rewards and GRPO config are ready. A run stopped by SIGTERM/SIGINT saves a
     checkpoint and raises :class:`TrainingInterrupted` (no ``final/``)."""
     from rft.processes import process_state
+    from rft.recipe.combinations import combination_problems
     from rft.train.output_dir import claim_output_dir
     from rft.zero import require_deepspeed
 
@@ -115,6 +116,9 @@ def train(recipe: Recipe, resume: str | None = None, overwrite: bool = False):
     if recipe.distributed.zero_stage:
         require_deepspeed(recipe.distributed.zero_stage)
     state = process_state(deepspeed=recipe.distributed.zero_stage > 0)
+    problems = combination_problems(recipe, state.num_processes)
+    if problems:
+        raise RecipeError("invalid recipe\n  " + "\n  ".join(problems))
     out = Path(recipe.output.dir)
     out.mkdir(parents=True, exist_ok=True)
     lock = claim_output_dir(out, resume, overwrite, state.is_main_process)
@@ -149,6 +153,7 @@ class StartUp:
     failures: Any
     reward_funcs: list
     reward_names: list[str]
+    decoded: Any = None  # decoded-image cache shared by the training rows and dynamic sampling's refills
     trainer: Any = None
 
 
@@ -156,6 +161,7 @@ def _train(recipe: Recipe, resume: str | None, overwrite: bool, state, out: Path
     from transformers import set_seed
 
     from rft.data.build import check_modalities, to_dataset
+    from rft.data.image_cache import DecodedImages
     from rft.data.mixing import order_rows
     from rft.data.sources import training_rows
     from rft.eval.run import eval_rows
@@ -193,7 +199,8 @@ def _train(recipe: Recipe, resume: str | None, overwrite: bool, state, out: Path
     check_modalities(rows, recipe.distributed.zero_stage)
     plan = plan_batches({**RFT_DEFAULTS, **recipe.grpo}, state.num_processes, sum(len(r) for r in rows.values()))
     ordered = order_rows(rows, recipe.data, plan.prompts_per_batch, plan.n_batches, recipe.seed)
-    dataset = to_dataset(ordered, recipe.speed.cache_decoded_images)
+    decoded = DecodedImages()  # one cache of decoded images for the training rows and dynamic sampling's refills
+    dataset = to_dataset(ordered, recipe.speed.cache_decoded_images, decoded)
     log.info("training on %d prompts in %d batches of %d, %d steps", len(ordered), plan.n_batches,
              plan.prompts_per_batch, plan.max_steps)
     banned = vision_token_ids(loaded.processor.tokenizer, loaded.family, loaded.processor)
@@ -206,7 +213,8 @@ def _train(recipe: Recipe, resume: str | None, overwrite: bool, state, out: Path
     state.wait_for_everyone()
     if state.is_local_main_process:
         dump_recipe(recipe, out / "recipe.yaml")
-    ready = StartUp(resume, loaded, rows, dataset, banned, heldout_rows, config, stop, failures, reward_funcs, reward_names)
+    ready = StartUp(resume, loaded, rows, dataset, banned, heldout_rows, config, stop, failures, reward_funcs, reward_names,
+                    decoded)
     try:
         trainer = _run_grpo(recipe, state, out, ready)
     except BaseException as exc:
@@ -230,6 +238,8 @@ def _run_grpo(recipe: Recipe, state, out: Path, ready: StartUp):
     from rft.models.lora import base_record
     from rft.models.vision_tokens import placeholder_token_ids
     from rft.train.checkpoints import INCOMPLETE, SkipNonFiniteSteps, latest_checkpoint, publish
+    from rft.train.completion_log import completion_log
+    from rft.train.dynamic_sampling import dynamic_sampler
     from rft.train.reward_setup import build_rewards
     from rft.train.run_log import RunLog
     from rft.train.trainer import RftGRPOTrainer
@@ -266,6 +276,7 @@ def _run_grpo(recipe: Recipe, state, out: Path, ready: StartUp):
     model = prepare_model(recipe, loaded, ready.banned)
     nonfinite = SkipNonFiniteSteps(recipe.output.max_nonfinite_steps)
     callbacks = [RunLog(out, extra={"eval_before_grpo": before}), ready.stop, nonfinite]
+    completions = completion_log(recipe, torch.cuda.is_available()) if state.is_main_process else None
     engine = engine_options(recipe.model, loaded.family, cuda=torch.cuda.is_available())
     with colocated_engine_options(engine if recipe.rollout.backend == "vllm" else {}, placeholder_token_ids(loaded.processor)):
         trainer = RftGRPOTrainer(
@@ -273,8 +284,11 @@ def _run_grpo(recipe: Recipe, state, out: Path, ready: StartUp):
             processing_class=loaded.processor, callbacks=callbacks,
             part_learning_rates=recipe.model.learning_rates.model_dump(),
             reuse_training_logps=recipe.speed.reuse_training_logprobs, adapter_base=adapter_base,
+            dynamic_sampler=dynamic_sampler(recipe, ready.rows, ready.decoded), completion_log=completions,
         )
     ready.trainer = trainer
+    if completions is not None:
+        completions.follow_tensorboard(trainer)
     server = getattr(getattr(trainer, "vllm_generation", None), "vllm_client", None)  # main process, server mode
     if server is not None:
         reset_encoder_cache_on_server(server)
@@ -287,7 +301,11 @@ def _run_grpo(recipe: Recipe, state, out: Path, ready: StartUp):
         trainer.add_callback(periodic)
     trainer.remove_callback(PrinterCallback)  # RunLog prints one readable line per step instead
     trainer.remove_callback(ProgressCallback)
-    trainer.train(resume_from_checkpoint=resume)
+    try:
+        trainer.train(resume_from_checkpoint=resume)
+    finally:
+        if completions is not None:
+            completions.close()
     failed = ready.failures.summary(ready.reward_names)
     if failed and state.is_main_process:
         log.warning("%s", failed)

@@ -139,6 +139,9 @@ class RunLog(TrainerCallback):
         parts = [f"step {state.global_step:>4}/{state.max_steps}", f"reward {logs['reward']:.3f}"]
         parts += [f"{k.removeprefix('rewards/').removesuffix('/mean')} {number(logs[k]):.3f}"
                   for k in reward_keys([logs]) if not math.isnan(number(logs[k]))]
+        if "dynamic_sampling/filtered" in logs:  # rft.train.dynamic_sampling
+            parts.append(f"filtered {number(logs['dynamic_sampling/filtered']):.2f} "
+                         f"rounds {number(logs['dynamic_sampling/rounds']):.1f}")
         parts.append(f"{time.monotonic() - self.start:.0f}s")
         self.print("  ".join(parts), flush=True)
 

@@ -7,6 +7,7 @@ next to TRL's reference adapter), ``_save`` (a LoRA run's adapter under ZeRO-3),
 adapter gets the record of its base, :mod:`rft.models.lora`), checkpoint saving (written whole or not at
 all: :class:`rft.train.checkpoints.AtomicCheckpoints`), and around ``_generate_and_score_completions`` /
 ``_compute_loss`` the place where the importance-sampling ratio is computed (:mod:`rft.train.onpolicy_logps`).
+Dynamic sampling and the completion log come from :class:`~rft.train.trl_hooks.RolloutHooks`.
 """
 
 from __future__ import annotations
@@ -15,21 +16,22 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from trl import GRPOTrainer
 
 from rft.models.lora import write_base_record
 from rft.models.parts import parameter_groups
 from rft.train.checkpoints import AtomicCheckpoints
 from rft.train.onpolicy_logps import ACROSS_PROCESSES, on_policy, ratio_metrics, vllm_importance_ratio
+from rft.train.trl_hooks import RolloutHooks
 
 
-class RftGRPOTrainer(AtomicCheckpoints, GRPOTrainer):
+class RftGRPOTrainer(AtomicCheckpoints, RolloutHooks):
     """``GRPOTrainer`` whose optimizer gives the vision tower, projector and language model their own
     learning rates (``part_learning_rates``; None means ``args.learning_rate``), which, given
     ``reuse_training_logps``, takes vLLM's importance-sampling ratio from the training forward's
     log-probs when they equal the extra pass's (on-policy batches), whose checkpoints appear only when
     complete, and which writes ``adapter_base`` (:func:`rft.models.lora.base_record`) next to each
-    LoRA adapter it saves."""
+    LoRA adapter it saves. ``dynamic_sampler`` and ``completion_log`` go to
+    :class:`~rft.train.trl_hooks.RolloutHooks`."""
 
     def __init__(self, *args, part_learning_rates: dict[str, float | None] | None = None,
                  reuse_training_logps: bool = False, adapter_base: dict | None = None, **kwargs):
