@@ -244,6 +244,7 @@ def _run_grpo(recipe: Recipe, state, out: Path, ready: StartUp):
     from rft.train.run_log import RunLog
     from rft.train.trainer import RftGRPOTrainer
     from rft.train.vllm_engine import colocated_engine_options, engine_options, reset_encoder_cache_on_server
+    from rft.zero import gathered
 
     loaded, resume = ready.loaded, ready.resume
     if recipe.warmup.steps and resume is None:  # a resumed run's weights come from the checkpoint
@@ -268,7 +269,8 @@ def _run_grpo(recipe: Recipe, state, out: Path, ready: StartUp):
             # on the device the trainer would move the model to next (under ZeRO-3 a whole copy on every
             # GPU may not fit: it stays where it is)
             loaded.model.to(state.device)
-        before = heldout(loaded.model)
+        with gathered(loaded.model):  # a ZeRO-3 model loaded under zero.Init (the warmed-up one) holds shards
+            before = heldout(loaded.model)
     if before and state.is_main_process:
         print(f"held-out before GRPO: {format_scores(before)}", flush=True)
     # a LoRA adapter records the weights it was trained on, which rft eval / export check its base against
