@@ -26,17 +26,34 @@ pytestmark = pytest.mark.slow
 SHAPES = {"kind": "synthetic_shapes", "task": "classification"}
 PLUGIN = '''
 import os
+import threading
+import time
+from pathlib import Path
 
 import psutil
 
+def kill_the_run():
+    """SIGKILL to ``rft train`` and every process under it at once, as when the machine goes."""
+    top = next(p for p in psutil.Process().parents() if "rft.cli" in p.cmdline())
+    for process in [top, *top.children(recursive=True)]:
+        process.kill()
+
+def kill_while_writing(staged):
+    """Kill the run as soon as a file of DeepSpeed's shards appears in the staged checkpoint ``staged``."""
+    while not any(p.is_file() for p in staged.glob("global_step*/*")):
+        time.sleep(0.001)
+    kill_the_run()
+
 def length_reward(completions, *, trainer_state=None, **columns):
     """Shorter answers score higher. With RFT_TEST_KILL_AT=N, process 0 kills the whole run when step N+1
-    scores its rollouts: ``rft train`` and every process under it at once (SIGKILL), as when the machine goes."""
+    scores its rollouts; with RFT_TEST_KILL_SAVING=DIR (a staged checkpoint folder), while that checkpoint
+    is being written."""
+    staged = os.environ.pop("RFT_TEST_KILL_SAVING", None)
+    if staged and os.environ.get("RANK") == "0":
+        threading.Thread(target=kill_while_writing, args=(Path(staged),), daemon=True).start()
     kill_at = os.environ.get("RFT_TEST_KILL_AT")
     if kill_at and trainer_state is not None and trainer_state.global_step >= int(kill_at) and os.environ.get("RANK") == "0":
-        top = next(p for p in psutil.Process().parents() if "rft.cli" in p.cmdline())
-        for process in [top, *top.children(recursive=True)]:
-            process.kill()
+        kill_the_run()
     return [1.0 / (1 + len(c[0]["content"] if isinstance(c, list) else c)) for c in completions]
 '''
 PIXELS = {"min_pixels": 3136, "max_pixels": 12544}
@@ -159,6 +176,27 @@ def test_zero3_run_killed_and_resumed_repeats_the_straight_run(runs, tmp_path, n
     for step in (1, 2, 3, 4):  # reward and KL (steps 1-2 come from the checkpoint's trainer state)
         assert again[step][0::2] == pytest.approx(straight[step][0::2], rel=1e-4, abs=1e-7)
     assert straight[4][2] > 1e-4
+
+
+def test_zero3_run_killed_while_writing_a_checkpoint_resumes_from_the_last_complete_one(runs, tmp_path):
+    """SIGKILL to every process while DeepSpeed writes checkpoint-4's shards: checkpoint-4 is not there (only
+    its staging folder), ``--resume latest`` takes checkpoint-2 and the run repeats the straight one."""
+    from rft.train.checkpoints import INCOMPLETE
+
+    out = tmp_path / "run"
+    path = runs.recipe_file("lora", 3, out)
+    staged = out / INCOMPLETE / "checkpoint-4"
+    killed = rft("train", str(path), "--gpus", "2", env={"RFT_TEST_KILL_SAVING": str(staged)})
+    assert killed.returncode == -signal.SIGKILL, (killed.stdout + killed.stderr)[-3000:]
+    assert staged.is_dir() and not (out / "checkpoint-4").exists() and not (out / "final").exists()
+    assert latest_checkpoint(out).name == "checkpoint-2"
+    resumed = rft("train", str(path), "--gpus", "2", "--resume", "latest")
+    assert resumed.returncode == 0, (resumed.stdout + resumed.stderr)[-3000:]
+    straight, again = per_step(runs("lora", 3)), per_step(out)
+    assert sorted(again) == [1, 2, 3, 4]
+    for step in (1, 2, 3, 4):
+        assert again[step][0::2] == pytest.approx(straight[step][0::2], rel=1e-4, abs=1e-7)
+    assert (out / "checkpoint-4").is_dir() and not staged.exists()
 
 
 def weights(folder: Path) -> dict[str, torch.Tensor]:
