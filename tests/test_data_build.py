@@ -13,7 +13,8 @@ from PIL import Image
 from transformers import Qwen2VLImageProcessor
 
 import rewards
-from rewards.coords import from_image_pixels, model_input_size
+from rewards.contract import from_image_pixels
+from rft.families import patch_grid_size as model_input_size
 from rft.data.build import to_dataset, to_trl_rows
 from rft.errors import DataError
 from test_data_helpers import answer, columns, make_image

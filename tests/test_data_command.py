@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 import rewards
-from rewards.coords import model_input_size
+from rft.families import patch_grid_size as model_input_size
 from rft.cli import main
 from rft.data.build import to_trl_rows
 from rft.data.sources import dataset_rows

@@ -11,7 +11,8 @@ from hypothesis import given, settings, strategies as st
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from rewards.coords import from_image_pixels, model_input_size
+from rewards.contract import from_image_pixels
+from rft.families import patch_grid_size as model_input_size
 from rft.errors import DataError
 from rft.metrics import (
     classification_metrics, detection_metrics, evaluate, grounding_metrics, load_predictions, negative_metrics,

@@ -8,6 +8,7 @@ import logging
 import time
 from pathlib import Path
 
+from rewards.contract import BOX_TASKS
 from rft import metrics
 from rft.errors import RecipeError
 from rft.processes import process_state, shared_map
@@ -51,7 +52,7 @@ def draw_pictures(samples: list[dict], out: Path, n: int) -> list[Path]:
     """Ground-truth and predicted boxes for the first ``n`` detection/grounding samples."""
     from rft.eval.pictures import boxes_of, draw_boxes, picture_name
 
-    box_samples = [s for s in samples if s["task"] in metrics.BOX_TASKS][:n]
+    box_samples = [s for s in samples if s["task"] in BOX_TASKS][:n]
     paths = []
     for i, (s, (truth, predicted)) in enumerate(zip(box_samples, boxes_of(box_samples))):
         # boxes are in original-image pixels; the picture is of the resized copy the model saw

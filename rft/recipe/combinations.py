@@ -18,6 +18,8 @@ def generation_layout(grpo: dict[str, Any], world_size: int | None) -> tuple[int
     from rft.train.config import RFT_DEFAULTS  # rft.train imports rft.recipe: imported here, not at the top
 
     grpo = {**RFT_DEFAULTS, **grpo}
+    if grpo["per_device_train_batch_size"] is None or grpo["num_generations"] is None:
+        return None  # left to TRL (a None it refuses, or its own default)
     per_device, generations = int(grpo["per_device_train_batch_size"]), int(grpo["num_generations"])
     if grpo.get("steps_per_generation"):
         return per_device, int(grpo["steps_per_generation"]), generations

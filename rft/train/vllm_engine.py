@@ -24,12 +24,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from rft.families import family_of
 from rft.recipe.schema import ModelSection
 
 log = logging.getLogger(__name__)
-
-# Families whose vLLM processors take Qwen2-VL's ``min_pixels`` / ``max_pixels`` keyword arguments.
-PIXEL_KWARG_FAMILIES = ("qwen2_vl", "qwen2_5_vl")
 
 
 def vllm_dtype(model: ModelSection, cuda: bool = True) -> str:
@@ -41,12 +39,11 @@ def vllm_dtype(model: ModelSection, cuda: bool = True) -> str:
 
 def engine_options(model: ModelSection, family: str, images_per_prompt: int = 1, cuda: bool = True) -> dict[str, Any]:
     """``vllm.LLM`` keyword arguments that make rollouts see the policy as the trainer does: its dtype,
-    the recipe's pixel budget (Qwen2-VL/Qwen2.5-VL processors), and one image per prompt (which
-    also keeps vLLM's memory profiling from reserving room for many images)."""
+    the recipe's pixel budget (for families whose vLLM processor takes it, :meth:`Family.vllm_options
+    <rft.families.base.Family.vllm_options>`), and one image per prompt (which also keeps vLLM's memory
+    profiling from reserving room for many images). ``family`` is the model's ``config.model_type``."""
     options: dict[str, Any] = {"dtype": vllm_dtype(model, cuda), "limit_mm_per_prompt": {"image": images_per_prompt}}
-    if family in PIXEL_KWARG_FAMILIES:
-        options["mm_processor_kwargs"] = {"min_pixels": model.min_pixels, "max_pixels": model.max_pixels}
-    return options
+    return options | family_of(family).vllm_options(model.min_pixels, model.max_pixels)
 
 
 def collapse_image_runs(token_ids: list[int], image_token_ids: set[int]) -> list[int]:
