@@ -1,4 +1,4 @@
-"""rft.metrics: COCO mAP equals pycocotools run directly; per-sample metrics on hand-worked cases."""
+"""rft.eval.metrics: COCO mAP equals pycocotools run directly; per-sample metrics on hand-worked cases."""
 
 import contextlib
 import io
@@ -14,7 +14,7 @@ from pycocotools.cocoeval import COCOeval
 from rewards.contract import from_image_pixels
 from rft.families import patch_grid_size as model_input_size
 from rft.errors import DataError
-from rft.metrics import (
+from rft.eval.metrics import (
     classification_metrics, detection_metrics, evaluate, grounding_metrics, load_predictions, negative_metrics,
     parse_failures, summary_table, tagging_metrics,
 )

@@ -41,7 +41,7 @@ SCORED_FIELDS = ("id", "dataset", *REWARD_COLUMNS, "image", "query")
 
 
 def scored_samples(rows: list[dict], answers: list[str]) -> list[dict]:
-    """TRL rows with their answers as the scored samples of :mod:`rft.metrics` (``query`` as a dict)."""
+    """TRL rows with their answers as the scored samples of :mod:`rft.eval.metrics` (``query`` as a dict)."""
     samples = []
     for row, answer in zip(rows, answers):
         sample = {k: row[k] for k in SCORED_FIELDS if k in row}

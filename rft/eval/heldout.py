@@ -1,5 +1,5 @@
 """Held-out evaluation during training: greedy answers scored by the run's own rewards and, for
-detection and grounding rows, by :mod:`rft.metrics` (COCO mAP, negatives, parse failures)."""
+detection and grounding rows, by :mod:`rft.eval.metrics` (COCO mAP, negatives, parse failures)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any, Callable, ContextManager
 from transformers import TrainerCallback
 
 from rewards.contract import BOX_TASKS
-from rft import metrics
+from rft.eval import metrics
 from rft.eval.generate import generate_answers, mean_reward, scored_samples
 from rft.processes import shared_map
 

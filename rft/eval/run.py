@@ -1,4 +1,4 @@
-"""``rft eval``: generate answers for the evaluation split, score them with ``rft.metrics``, write
+"""``rft eval``: generate answers for the evaluation split, score them with ``rft.eval.metrics``, write
 ``predictions.jsonl``, ``report.json``, ``summary.txt`` and pictures; optionally a retention check."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 from rewards.contract import BOX_TASKS
-from rft import metrics
 from rft.errors import RecipeError
+from rft.eval import metrics
 from rft.processes import process_state, shared_map
 from rft.recipe import Recipe
 
@@ -38,7 +38,7 @@ def eval_rows(specs, recipe: Recipe, loaded, work_dir: Path) -> list[dict]:
 
 
 def generate_samples(loaded, rows: list[dict], recipe: Recipe, batch_size: int | None = None) -> list[dict]:
-    """Rows with the model's greedy ``completion`` added (the scored-sample format of ``rft.metrics``)."""
+    """Rows with the model's greedy ``completion`` added (the scored-sample format of ``rft.eval.metrics``)."""
     from rft.eval.generate import generate_answers, scored_samples
     from rft.models.vision_tokens import vision_token_ids
 

@@ -5,7 +5,7 @@ A *scored sample* is a dict with the TRL-row reward columns (:data:`rewards.cont
 converted to original-image pixels and scored by the rewards' own code (:mod:`rewards`), so
 a metric and its reward never disagree on what an answer says. A rate over no samples is NaN.
 
-    from rft.metrics import evaluate, load_predictions, summary_table
+    from rft.eval.metrics import evaluate, load_predictions, summary_table
     print(summary_table(evaluate(load_predictions("predictions.jsonl"))))
 """
 
