@@ -39,7 +39,8 @@ def test_family_is_recognised_from_its_config(family):
 
 def test_family_named_in_a_model_name():
     assert family_named_in("Qwen/Qwen2.5-VL-3B-Instruct").coord_format == "pixels"
-    assert [family_named_in(n).name for n in ("Qwen/Qwen2-VL-2B", "qwen3-vl-8b")] == [FAMILIES[0].name, FAMILIES[2].name]
+    assert [family_named_in(n).coord_format for n in ("Qwen/Qwen2-VL-2B", "qwen3-vl-8b")] == ["norm1000", "norm1000"]
+    assert family_named_in("Qwen/Qwen2-VL-2B") is not family_named_in("qwen3-vl-8b")
     assert family_named_in("llava-1.5") is None
 
 
@@ -54,4 +55,5 @@ def test_family_vision_attention_classes_exist(family):
 
 
 def test_every_family_builds_a_tiny_model():
-    assert TINY_NAMES == tuple(f.name for f in FAMILIES)  # each builds (tests/test_tiny_models.py)
+    assert TINY_NAMES == tuple(f.name for f in FAMILIES)  # each builds (tests/test_tiny_models.py, test_family_*.py)
+    assert len(FAMILIES) >= 3 and all(f.name in TINY_NAMES for f in FAMILIES)

@@ -9,7 +9,9 @@ import torch
 from PIL import Image, ImageDraw
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
-from rft.models.tiny import FAMILIES, build_tiny_vlm, vision_token_ids
+from rft.models.tiny import build_tiny_vlm, vision_token_ids
+
+FAMILIES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl")  # the Qwen-VL families (other families: tests/test_family_*.py)
 
 ANSWERS = [
     '<think>a red circle</think><answer>[{"bbox_2d": [12, 40, 88, 97], "label": "circle"}]</answer>',

@@ -22,10 +22,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from rewards.contract import COORD_PHRASES
 from rft.errors import RecipeError
-from rft.families import FAMILIES, family_of
-
-FAMILY_COORD_FORMAT = {f.name: f.coord_format for f in FAMILIES}
-"""The box convention each known family answers in (:mod:`rft.families`)."""
+from rft.families import family_of
 
 Template = str | Path | jinja2.Template
 

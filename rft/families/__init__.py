@@ -1,34 +1,38 @@
-"""Model families: one module each holds everything rft knows of a family (:class:`~rft.families.base.Family`);
-the rest of rft asks :func:`family_of` and names no family.
+"""Model families: one module each holds everything rft knows of a family (its ``FAMILY``, a
+:class:`~rft.families.base.Family`); the rest of rft asks :func:`family_of` and names no family.
 
-==============  ===============================================  =====================================
-family          module                                           box convention
-==============  ===============================================  =====================================
-Qwen2-VL        :mod:`rft.families.qwen2_vl`                     ``norm1000``
-Qwen2.5-VL      :mod:`rft.families.qwen2_5_vl`                   ``pixels`` (of the resized image)
-Qwen3-VL        :mod:`rft.families.qwen3_vl`                     ``norm1000``
-==============  ===============================================  =====================================
-
-Add a family: a module with a ``FAMILY`` record, listed in :data:`FAMILIES`.
+Add a family: a module in this folder with a ``FAMILY`` record (found here by itself), its tests, and
+its row in the README's model table.
 """
 
 from __future__ import annotations
 
-from rft.families import qwen2_5_vl, qwen2_vl, qwen3_vl
+import importlib
+import pkgutil
+
 from rft.families.base import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, Family, TinySpec, patch_grid_size
 
-FAMILIES: tuple[Family, ...] = (qwen2_vl.FAMILY, qwen2_5_vl.FAMILY, qwen3_vl.FAMILY)
-"""Every family rft knows, in the order recipes list them."""
+
+def _discover() -> tuple[Family, ...]:
+    modules = (importlib.import_module(f"{__name__}.{m.name}") for m in pkgutil.iter_modules(__path__))
+    return tuple(sorted((m.FAMILY for m in modules if isinstance(getattr(m, "FAMILY", None), Family)),
+                        key=lambda f: f.name))
+
+
+FAMILIES: tuple[Family, ...] = _discover()
+"""Every family rft knows (each module of this folder with a ``FAMILY``), by name."""
 NAMES: tuple[str, ...] = tuple(f.name for f in FAMILIES)
 TINY_NAMES: tuple[str, ...] = tuple(f.name for f in FAMILIES if f.tiny is not None)
 """The families :mod:`rft.models.tiny` builds a tiny model of (``model.tiny.family``)."""
-DEFAULT_TINY: str = qwen2_5_vl.FAMILY.name
+DEFAULT_TINY = "qwen2_5_vl"
 """``model.tiny.family`` when a recipe names none."""
+ASSUMED = "qwen2_vl"
+"""The family ``rft data`` assumes of a model whose files and name say nothing."""
 
 GENERIC = Family(name="generic", coord_format="norm1000", factor=28, vision_tokens=(), parts={})
 """What rft assumes of a model of no known family: 0..1000 boxes, vision tokens from its processor."""
 
-__all__ = ["DEFAULT_MAX_PIXELS", "DEFAULT_TINY", "DEFAULT_MIN_PIXELS", "FAMILIES", "GENERIC", "NAMES", "TINY_NAMES", "Family",
+__all__ = ["ASSUMED", "DEFAULT_MAX_PIXELS", "DEFAULT_TINY", "DEFAULT_MIN_PIXELS", "FAMILIES", "GENERIC", "NAMES", "TINY_NAMES", "Family",
            "TinySpec", "family_of", "family_named_in", "patch_grid_size"]
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rft.data.prompts import coord_format_for
-from rft.families import FAMILIES, family_named_in, family_of
+from rft.families import ASSUMED, family_named_in, family_of
 from rft.recipe.schema import ModelSection
 
 
@@ -75,8 +75,8 @@ def model_geometry(section: ModelSection) -> Geometry:
         family, source = model_type, "config.json"
     else:
         named = family_named_in(section.path)
-        source = "the model's name (no config.json found)" if named else f"nothing found: {FAMILIES[0].name} defaults"
-        family = (named or FAMILIES[0]).name
+        source = "the model's name (no config.json found)" if named else f"nothing found: {ASSUMED} defaults"
+        family = named.name if named else ASSUMED
     processor, file = _image_processor(section.path)
     patch, merge = processor.get("patch_size"), processor.get("merge_size")
     if isinstance(patch, int) and isinstance(merge, int):
