@@ -12,12 +12,12 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from rewards.contract import from_image_pixels
-from rft.families import patch_grid_size as model_input_size
 from rft.errors import DataError
 from rft.eval.metrics import (
     classification_metrics, detection_metrics, evaluate, grounding_metrics, load_predictions, negative_metrics,
     parse_failures, summary_table, tagging_metrics,
 )
+from rft.families import patch_grid_size as model_input_size
 
 SIZES = {"a.jpg": (640, 480), "b.jpg": (1120, 1120), "c.jpg": (333, 517), "d.jpg": (800, 600)}
 # (image, category) -> ground-truth boxes (original pixels) and predictions (box, confidence).
