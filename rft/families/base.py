@@ -27,6 +27,44 @@ def patch_grid_size(
     return new_w, new_h
 
 
+def chatml_template(image: str, video: str) -> str:
+    """A ChatML chat template (``<|im_start|>role ... <|im_end|>``, no default system prompt) that writes
+    ``image`` for each image part and ``video`` for each video part (a tiny model's)."""
+    return (
+        "{% for message in messages %}"
+        "<|im_start|>{{ message['role'] }}\n"
+        "{% if message['content'] is string %}{{ message['content'] }}"
+        "{% else %}{% for part in message['content'] %}"
+        f"{{% if part['type'] == 'image' or 'image' in part or 'image_url' in part %}}{image}"
+        f"{{% elif part['type'] == 'video' or 'video' in part %}}{video}"
+        "{% elif 'text' in part %}{{ part['text'] }}"
+        "{% endif %}"
+        "{% endfor %}{% endif %}"
+        "<|im_end|>\n"
+        "{% endfor %}"
+        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    )
+
+
+def byte_level_tokenizer(vocab: dict[str, int], merges: list[tuple[str, str]], extra_special_tokens: Any,
+                         chat_template: str) -> Any:
+    """A Qwen2-style byte-level BPE tokenizer (``<|im_end|>`` ends a turn, ``<|endoftext|>`` pads) over a
+    trained vocabulary, with ``extra_special_tokens`` (a list, or names -> tokens) and ``chat_template``."""
+    from transformers import Qwen2Tokenizer
+
+    tok = Qwen2Tokenizer(vocab=vocab, merges=merges, unk_token=None, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                         extra_special_tokens=extra_special_tokens, model_max_length=4096)
+    tok.chat_template = chat_template
+    return tok
+
+
+def byte_level_pretokenize_regex() -> str:
+    """The split pattern of Qwen2's byte-level BPE (digits one by one)."""
+    from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
+
+    return PRETOKENIZE_REGEX
+
+
 @dataclass(frozen=True)
 class TinySpec:
     """How a family builds its tiny random-weight model (:mod:`rft.models.tiny`): the processor around a

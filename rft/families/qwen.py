@@ -12,7 +12,9 @@ from typing import Any
 
 import torch
 
-from rft.families.base import Family, TinySpec
+from rft.families.base import (
+    Family, TinySpec, byte_level_pretokenize_regex, byte_level_tokenizer, chatml_template,
+)
 
 VISION_TOKENS = ("<|vision_start|>", "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>")
 SPECIAL_TOKENS = (
@@ -23,41 +25,13 @@ PARTS = {"vision": ("visual",), "projector": ("merger", "deepstack_merger_list")
 """The vision tower is ``visual``; its ``merger`` (and Qwen3-VL's ``deepstack_merger_list``) project into the language model."""
 
 # Qwen2-VL's chat template without the default system prompt (as in Qwen3-VL).
-CHAT_TEMPLATE = (
-    "{% for message in messages %}"
-    "<|im_start|>{{ message['role'] }}\n"
-    "{% if message['content'] is string %}{{ message['content'] }}"
-    "{% else %}{% for part in message['content'] %}"
-    "{% if part['type'] == 'image' or 'image' in part or 'image_url' in part %}"
-    "<|vision_start|><|image_pad|><|vision_end|>"
-    "{% elif part['type'] == 'video' or 'video' in part %}"
-    "<|vision_start|><|video_pad|><|vision_end|>"
-    "{% elif 'text' in part %}{{ part['text'] }}"
-    "{% endif %}"
-    "{% endfor %}{% endif %}"
-    "<|im_end|>\n"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
-
-
-def pretokenize_regex() -> str:
-    from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
-
-    return PRETOKENIZE_REGEX
+CHAT_TEMPLATE = chatml_template("<|vision_start|><|image_pad|><|vision_end|>", "<|vision_start|><|video_pad|><|vision_end|>")
 
 
 def tokenizer(vocab: dict[str, int], merges: list[tuple[str, str]]) -> Any:
     """A ``Qwen2Tokenizer`` over a trained byte-level BPE, with Qwen's special tokens and :data:`CHAT_TEMPLATE`."""
-    from transformers import Qwen2Tokenizer
-
-    tok = Qwen2Tokenizer(
-        vocab=vocab, merges=merges, unk_token=None, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-        extra_special_tokens=[t for t in SPECIAL_TOKENS if t not in ("<|endoftext|>", "<|im_end|>")],
-        model_max_length=4096,
-    )
-    tok.chat_template = CHAT_TEMPLATE
-    return tok
+    special = [t for t in SPECIAL_TOKENS if t not in ("<|endoftext|>", "<|im_end|>")]
+    return byte_level_tokenizer(vocab, merges, special, CHAT_TEMPLATE)
 
 
 def processor(processor_cls: str, video_cls: str, patch_size: int, mean_std: list[float] | None,
@@ -141,5 +115,5 @@ def family(*, name: str, coord_format: str, patch_size: int, attention: str, pro
     return Family(
         name=name, coord_format=coord_format, factor=2 * patch_size, vision_tokens=VISION_TOKENS, parts=PARTS,
         vision_attention=(attention,), vision_attention_forward=vision_attention_forward,
-        tiny=TinySpec(tiny_processor, config, tokenizer, SPECIAL_TOKENS, pretokenize_regex), **more,
+        tiny=TinySpec(tiny_processor, config, tokenizer, SPECIAL_TOKENS, byte_level_pretokenize_regex), **more,
     )
