@@ -22,7 +22,7 @@ PROMPT = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> Path:
-    return build_tiny_vlm("internvl", tmp_path_factory.mktemp("internvl"))
+    return build_tiny_vlm("internvl", tmp_path_factory.mktemp("internvl"), max_image_tokens=64)  # 3 tiles + thumbnail
 
 
 def _image(size=(112, 112)) -> Image.Image:
@@ -51,7 +51,7 @@ def test_tiny_model_builds_loads_and_generates_without_vision_tokens(tiny):
     inputs = processor(text=[text], images=[_image((224, 112))], return_tensors="pt")
     tiles = inputs["pixel_values"].shape[0]
     assert tiles == 3  # a 2:1 image: two tiles and the thumbnail
-    assert int((inputs["input_ids"] == model.config.image_token_id).sum()) == 4 * tiles  # 4 tokens per 56x56 tile
+    assert int((inputs["input_ids"] == model.config.image_token_id).sum()) == 16 * tiles  # 16 tokens per 112x112 tile
     with torch.no_grad():
         assert torch.isfinite(model(**inputs).logits).all()
 

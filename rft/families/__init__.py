@@ -21,7 +21,6 @@ def _discover() -> tuple[Family, ...]:
 
 FAMILIES: tuple[Family, ...] = _discover()
 """Every family rft knows (each module of this folder with a ``FAMILY``), by name."""
-NAMES: tuple[str, ...] = tuple(f.name for f in FAMILIES)
 TINY_NAMES: tuple[str, ...] = tuple(f.name for f in FAMILIES if f.tiny is not None)
 """The families :mod:`rft.models.tiny` builds a tiny model of (``model.tiny.family``)."""
 DEFAULT_TINY = "qwen2_5_vl"
@@ -32,8 +31,8 @@ ASSUMED = "qwen2_vl"
 GENERIC = Family(name="generic", coord_format="norm1000", factor=28, vision_tokens=(), parts={})
 """What rft assumes of a model of no known family: 0..1000 boxes, vision tokens from its processor."""
 
-__all__ = ["ASSUMED", "DEFAULT_MAX_PIXELS", "DEFAULT_TINY", "DEFAULT_MIN_PIXELS", "FAMILIES", "GENERIC", "NAMES", "TINY_NAMES", "Family",
-           "TinySpec", "family_of", "family_named_in", "patch_grid_size"]
+__all__ = ["ASSUMED", "DEFAULT_MAX_PIXELS", "DEFAULT_MIN_PIXELS", "DEFAULT_TINY", "FAMILIES", "GENERIC", "TINY_NAMES",
+           "Family", "TinySpec", "family_named_in", "family_of", "patch_grid_size"]
 
 
 def family_of(model_type: str | None) -> Family:

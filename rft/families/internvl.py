@@ -21,8 +21,9 @@ from rft.families.base import (
 
 VISION_TOKENS = ("<img>", "</img>", "<IMG_CONTEXT>", "<video>")
 SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", *VISION_TOKENS)
-TILE, PATCH = 56, 14
-"""A tiny model's tile side and patch side: (56 / 14)^2 / 4 = 4 tokens per tile."""
+TILE, PATCH = 112, 14
+"""A tiny model's tile side and patch side: (112 / 14)^2 / 4 = 16 tokens per tile (a Qwen-VL tiny model's
+for a 112 x 112 image)."""
 
 # InternVL3's chat template (ChatML) without its default system prompt: an image is one <IMG_CONTEXT>,
 # which the processor expands to <img> + its tiles' tokens + </img>.
