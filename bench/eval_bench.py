@@ -15,7 +15,7 @@ import torch
 
 from rft.data.sources import trl_rows_for
 from rft.eval.run import generate_samples
-from rft.metrics import evaluate
+from rft.eval.metrics import evaluate
 from rft.models.load import load_model
 from rft.recipe import validate
 

@@ -74,7 +74,7 @@ def word_level_processor(max_pixels: int, min_pixels: int = 3136):
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast, Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor
 
-    from rft.models.tiny import CHAT_TEMPLATE
+    from rft.families.qwen import CHAT_TEMPLATE
 
     specials = {151643: "<|endoftext|>", 151644: "<|im_start|>", 151645: "<|im_end|>", 151652: "<|vision_start|>",
                 151653: "<|vision_end|>", 151654: "<|vision_pad|>", 151655: "<|image_pad|>", 151656: "<|video_pad|>"}

@@ -166,7 +166,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--live-parameters", type=float, default=2e7,
-                        help="ZeRO-3's stage3_max_live_parameters and stage3_max_reuse_distance (zero_configs/zero3.json "
+                        help="ZeRO-3's stage3_max_live_parameters and stage3_max_reuse_distance (rft/zero_configs/zero3.json "
                              "has 1e9, sized for billion-parameter models: a smaller model stays whole through the step); "
                              "0 keeps the config's")
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any, Sequence
 
+from rewards.contract import BOX_TASKS, TASKS
 from rewards.inputs import Sample, score_each
 from rewards.parsing import NONE_PHRASES, extract_answer, parse_boxes
 from rewards.registry import register
@@ -14,8 +15,6 @@ TEMPLATES: dict[str, str] = {
     "answer": r"\s*<answer>(?:(?!</?answer>).)*</answer>\s*",
 }
 """Named templates; any other string is used as a regular expression (full match, DOTALL)."""
-
-BOX_TASKS = ("detection", "grounding")
 
 
 def template_regex(template: str) -> re.Pattern[str]:
@@ -47,7 +46,7 @@ def format_reward(
     template: str = "think_answer",
     check_answer: bool = True,
     none_phrases: Sequence[str] = NONE_PHRASES,
-    tasks: Sequence[str] = ("detection", "grounding", "classification", "tagging"),
+    tasks: Sequence[str] = TASKS,
     **columns: Any,
 ) -> list[float | None]:
     """Format reward: ``template`` is ``think_answer``, ``answer`` or a regular expression."""

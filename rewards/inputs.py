@@ -14,11 +14,9 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from rewards.coords import to_image_pixels
+from rewards.contract import REWARD_COLUMNS, TASKS, RewardColumns, to_image_pixels  # noqa: F401  (TASKS re-exported)
 from rewards.matching import batched_box_iou
 from rewards.parsing import NONE_PHRASES, BoxAnswer, extract_answer, read_boxes, well_formed
-
-TASKS: tuple[str, ...] = ("detection", "grounding", "classification", "tagging")
 
 
 def completion_text(completion: Any) -> str:
@@ -56,14 +54,8 @@ def load_solution(solution: Any) -> dict:
 
 
 @dataclass(frozen=True, slots=True)
-class Sample:
-    """One completion's ground truth and metadata."""
-
-    task: str | None
-    solution: dict
-    image_size: tuple[float, float] | None = None
-    coord_format: str = "norm1000"
-    model_image_size: tuple[float, float] | None = None
+class Sample(RewardColumns):
+    """One completion's ground truth and metadata (the :class:`~rewards.contract.RewardColumns`)."""
 
     def covered_by(self, tasks: Sequence[str]) -> bool:
         """Whether a reward for ``tasks`` applies (a sample without a task column always does)."""
@@ -159,11 +151,7 @@ def _pair(value: Any) -> tuple[float, float] | None:
 def iter_samples(completions: Sequence[Any], columns: dict[str, Any]) -> Iterator[tuple[str, Sample]]:
     """(completion text, :class:`Sample`) for each completion of a TRL reward call."""
     n = len(completions)
-    tasks = _column(columns, "task", n)
-    solutions = _column(columns, "solution", n)
-    sizes = _column(columns, "image_size", n)
-    formats = _column(columns, "coord_format", n)
-    model_sizes = _column(columns, "model_image_size", n)
+    tasks, solutions, sizes, formats, model_sizes = (_column(columns, name, n) for name in REWARD_COLUMNS)
     for i, completion in enumerate(completions):
         sample = Sample(
             task=tasks[i],

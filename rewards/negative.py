@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+from rewards.contract import BOX_TASKS
 from rewards.inputs import box_cases
 from rewards.parsing import NONE_PHRASES, BoxAnswer
 from rewards.registry import register
@@ -23,7 +24,7 @@ def negative_sample(
     *,
     positive_reward: float | None = None,
     none_phrases: Sequence[str] = NONE_PHRASES,
-    tasks: Sequence[str] = ("detection", "grounding"),
+    tasks: Sequence[str] = BOX_TASKS,
     **columns: Any,
 ) -> list[float | None]:
     """Negative-sample reward; set ``positive_reward: 1.0`` to also reward answers on positives."""

@@ -85,7 +85,7 @@ def _export(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     from rft.recipe import load_recipe
-    from rft.serve import serve
+    from rft.rollout.serve import serve
 
     return serve(load_recipe(args.recipe, args.set), dry_run=args.dry_run)
 

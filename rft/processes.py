@@ -19,9 +19,11 @@ def process_state(deepspeed: bool = False):
     import torch
     from accelerate import PartialState
 
+    from rft.compat.accelerate import state_exists
+
     if not torch.cuda.is_available():
         os.environ.setdefault("ACCELERATE_TORCH_DEVICE", "cpu")
-        if deepspeed and not PartialState._shared_state:
+        if deepspeed and not state_exists():
             from rft.zero import cpu_deepspeed_state
 
             return cpu_deepspeed_state()

@@ -106,7 +106,7 @@ def gathered(model):
 
 def deepspeed_config(zero_stage: int, offload: bool, *, micro_batch: int, world_size: int, hidden_size: int,
                      dtype, max_grad_norm: float) -> dict[str, Any]:
-    """The ``zero_configs/`` JSON of a stage with its ``"auto"`` values filled in as transformers fills them
+    """The ``rft/zero_configs/`` JSON of a stage with its ``"auto"`` values filled in as transformers fills them
     for a Trainer, for a DeepSpeed engine rft runs itself (the supervised warm-up)."""
     import torch
 

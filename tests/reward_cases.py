@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 
-from rewards.coords import from_image_pixels
+from rewards.contract import from_image_pixels
 
 
 def call(fn, completions, **sample_columns):

@@ -6,7 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize as hf_smart_resize
 
-from rewards.coords import from_image_pixels, model_input_size, smart_resize, to_image_pixels
+from rewards.contract import from_image_pixels, to_image_pixels
+from rft.families import patch_grid_size as model_input_size
 
 BOX = np.array([[64.0, 48.0, 320.0, 240.0]])  # in a 640x480 image
 
@@ -43,8 +44,8 @@ def test_unknown_format():
 def test_smart_resize_matches_transformers(h, w, factor):
     if max(h, w) / min(h, w) > 200:
         return
-    assert smart_resize(h, w, factor, 3136, 1_003_520) == hf_smart_resize(h, w, factor, 3136, 1_003_520)
-    rh, rw = smart_resize(h, w, factor, 3136, 1_003_520)
+    rw, rh = model_input_size((w, h), factor, 3136, 1_003_520)
+    assert (rh, rw) == hf_smart_resize(h, w, factor, 3136, 1_003_520)
     assert rh % factor == 0 and rw % factor == 0 and rh * rw <= 1_003_520
 
 

@@ -13,9 +13,10 @@ from PIL import Image
 from transformers import Qwen2VLImageProcessor
 
 import rewards
-from rewards.coords import from_image_pixels, model_input_size
+from rewards.contract import from_image_pixels
 from rft.data.build import to_dataset, to_trl_rows
 from rft.errors import DataError
+from rft.families import patch_grid_size as model_input_size
 from test_data_helpers import answer, columns, make_image
 
 DET_BOXES = [[64.0, 48.0, 320.0, 240.0], [400.0, 300.0, 600.0, 460.0]]

@@ -9,10 +9,10 @@ import pytest
 from PIL import Image
 
 import rewards
-from rewards.coords import model_input_size
 from rft.cli import main
 from rft.data.build import to_trl_rows
 from rft.data.sources import dataset_rows
+from rft.families import patch_grid_size as model_input_size
 from rft.models.geometry import model_geometry
 from rft.recipe import load_recipe
 from rft.recipe.schema import ModelSection

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from rft.data.prompts import FAMILY_COORD_FORMAT, coord_format_for, load_template, render_prompt
+from rft.data.prompts import coord_format_for, load_template, render_prompt
+from rft.families import family_of
 from rft.errors import RecipeError
 
 THINK = "Output the thinking process in <think> </think> and final answer in <answer> </answer> tags."
@@ -12,7 +13,8 @@ DET = {"id": "d", "task": "detection", "query": {"category": "traffic light"}}
 
 
 def test_coord_format_for():
-    assert FAMILY_COORD_FORMAT == {"qwen2_vl": "norm1000", "qwen2_5_vl": "pixels", "qwen3_vl": "norm1000"}
+    assert {f: family_of(f).coord_format for f in ("qwen2_vl", "qwen2_5_vl", "qwen3_vl")} == {
+        "qwen2_vl": "norm1000", "qwen2_5_vl": "pixels", "qwen3_vl": "norm1000"}
     assert [coord_format_for(t) for t in ("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_vl_moe", "llava")] == [
         "norm1000", "pixels", "norm1000", "norm1000", "norm1000"]
 

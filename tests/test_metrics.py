@@ -1,4 +1,4 @@
-"""rft.metrics: COCO mAP equals pycocotools run directly; per-sample metrics on hand-worked cases."""
+"""rft.eval.metrics: COCO mAP equals pycocotools run directly; per-sample metrics on hand-worked cases."""
 
 import contextlib
 import io
@@ -11,12 +11,13 @@ from hypothesis import given, settings, strategies as st
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from rewards.coords import from_image_pixels, model_input_size
+from rewards.contract import from_image_pixels
 from rft.errors import DataError
-from rft.metrics import (
+from rft.eval.metrics import (
     classification_metrics, detection_metrics, evaluate, grounding_metrics, load_predictions, negative_metrics,
     parse_failures, summary_table, tagging_metrics,
 )
+from rft.families import patch_grid_size as model_input_size
 
 SIZES = {"a.jpg": (640, 480), "b.jpg": (1120, 1120), "c.jpg": (333, 517), "d.jpg": (800, 600)}
 # (image, category) -> ground-truth boxes (original pixels) and predictions (box, confidence).

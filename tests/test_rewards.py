@@ -5,7 +5,7 @@ import json
 import pytest
 
 import rewards
-from rewards.coords import model_input_size
+from rft.families import patch_grid_size as model_input_size
 from reward_cases import call, det_answer, det_columns
 
 GT2 = [[64, 48, 320, 240], [400, 300, 600, 460]]

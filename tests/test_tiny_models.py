@@ -9,7 +9,9 @@ import torch
 from PIL import Image, ImageDraw
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
-from rft.models.tiny import FAMILIES, build_tiny_vlm, vision_token_ids
+from rft.models.tiny import build_tiny_vlm, vision_token_ids
+
+FAMILIES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl")  # the Qwen-VL families (other families: tests/test_family_*.py)
 
 ANSWERS = [
     '<think>a red circle</think><answer>[{"bbox_2d": [12, 40, 88, 97], "label": "circle"}]</answer>',
@@ -111,7 +113,7 @@ def test_geometry_read_from_files_is_the_loaded_processors(checkpoint: tuple[str
 
 def test_sizes_of_vision_tower_and_mlps(tmp_path: Path) -> None:
     """Every size is a field; the defaults are the smallest model (vision hidden 32, depth 2)."""
-    from rft.models.tiny import full_attention_blocks
+    from rft.families.qwen2_5_vl import full_attention_blocks
 
     small = AutoModelForImageTextToText.from_pretrained(build_tiny_vlm("qwen2_5_vl", tmp_path / "small"))
     vision = small.config.vision_config

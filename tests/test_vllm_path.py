@@ -11,8 +11,8 @@ from rft.data.build import check_modalities
 from rft.errors import DataError
 from rft.recipe import validate
 from rft.recipe.schema import ModelSection
-from rft.serve import serve_command
-from rft.train.vllm_engine import colocated_engine_options, engine_options
+from rft.rollout.serve import serve_command
+from rft.rollout.engine import colocated_engine_options, engine_options
 
 BASE = {
     "model": {"tiny": {"family": "qwen2_5_vl"}, "min_pixels": 3136, "max_pixels": 12544},
@@ -104,7 +104,7 @@ def test_zero3_refuses_batches_mixing_images_and_text():
 
 
 def test_collapse_image_runs():
-    from rft.train.vllm_engine import collapse_image_runs
+    from rft.rollout.engine import collapse_image_runs
 
     assert collapse_image_runs([1, 9, 9, 9, 2, 9, 9, 3, 8, 8], {9, 8}) == [1, 9, 2, 9, 3, 8]
     assert collapse_image_runs([9, 9], {9}) == [9] and collapse_image_runs([], {9}) == []
@@ -243,7 +243,7 @@ def test_vllm_sees_as_many_image_tokens_as_the_trainer(family, size, tmp_path):
 def test_server_client_also_resets_the_encoder_cache(caplog):
     from types import SimpleNamespace
 
-    from rft.train.vllm_engine import reset_encoder_cache_on_server
+    from rft.rollout.engine import reset_encoder_cache_on_server
 
     posted = []
 

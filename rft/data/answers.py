@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 
-from rewards.coords import from_image_pixels
+from rewards.contract import BOX_TASKS, from_image_pixels
 from rewards.inputs import load_solution
 
 THINK = "<think>I look at the image.</think>"
@@ -21,7 +21,7 @@ def reference_answer(row: dict, think: str = THINK) -> str:
     """``<think>..</think><answer>..</answer>`` with the row's ground truth in its coordinate convention."""
     solution = load_solution(row["solution"])
     task = row["task"]
-    if task in ("detection", "grounding"):
+    if task in BOX_TASKS:
         boxes = from_image_pixels(solution.get("boxes") or [], row["coord_format"], row["image_size"],
                                   row.get("model_image_size"))
         labels = list(solution.get("labels") or []) + [None] * len(boxes)

@@ -1,11 +1,11 @@
 """Rows -> what TRL's ``GRPOTrainer`` consumes: a conversational prompt, the image, reward columns.
 
-Each image is resized once to the model's pixel budget by Qwen's rule and written to
-``resized_dir`` (JPEG, quality 95, for JPEG sources, else PNG), named by the source path, its
+Each image is resized once to the model's pixel budget by its family's rule (:mod:`rft.families`) and
+written to ``resized_dir`` (JPEG, quality 95, for JPEG sources, else PNG), named by the source path, its
 modification time and size, and the target size, so later runs reuse it. Its sides are
-multiples of ``factor`` within the budget, so the Qwen processor (and vLLM) given the same
+multiples of ``factor`` within the budget, so the processor (and vLLM) given the same
 ``min_pixels``/``max_pixels`` does not resize it again: ``model_image_size`` is exactly the
-size the model sees, which pixel answers (Qwen2.5-VL) refer to.
+size the model sees, which ``pixels`` answers refer to.
 
 A TRL row::
 
@@ -33,29 +33,17 @@ import datasets
 import jinja2
 from tqdm.auto import tqdm
 
-from rewards.coords import model_input_size
+from rewards.contract import dataset_features
 from rft.data.images import open_image, resize_to_budget, write_atomic
 from rft.data.prompts import Template, load_template, render_prompt, row_coord_format
 from rft.data.records import OnBadImage, Row, validate_row
 from rft.errors import DataError
+from rft.families import family_of
 
 log = logging.getLogger(__name__)
 
-_STRING = datasets.Value("string")
-_SIZE = datasets.List(datasets.Value("int64"))
-TRL_FEATURES = datasets.Features({
-    "prompt": datasets.List({"role": _STRING, "content": datasets.List({"type": _STRING, "text": _STRING})}),
-    "image": datasets.Image(),
-    "task": _STRING,
-    "solution": _STRING,
-    "image_size": _SIZE,
-    "coord_format": _STRING,
-    "model_image_size": _SIZE,
-    "id": _STRING,
-    "dataset": _STRING,
-    "query": _STRING,
-})
-"""Arrow types of a TRL row, the same for every task."""
+TRL_FEATURES = dataset_features()
+"""Arrow types of a TRL row, the same for every task (:func:`rewards.contract.dataset_features`)."""
 
 _JPEG_SUFFIXES = (".jpg", ".jpeg")
 
@@ -80,8 +68,8 @@ def to_trl_rows(
 
     ``family`` picks the prompt's box convention (:func:`rft.data.prompts.coord_format_for`)
     unless ``coord_format`` is given; a row's own ``query["coord_format"]`` wins over both.
-    ``factor`` is the processor's ``patch_size * merge_size`` (28 for Qwen2/2.5-VL, 32 for
-    Qwen3-VL). ``template_overrides`` maps a task to a template (text or ``.jinja`` file).
+    ``factor`` is the processor's ``patch_size * merge_size`` (the family's, :mod:`rft.families`, unless
+    the model's files say otherwise). ``template_overrides`` maps a task to a template (text or ``.jinja`` file).
     Images are resized by ``workers`` threads; this pass decodes every image, so an image that does
     not decode (a truncated file whose header reads) fails here, naming the row, or with
     ``on_bad_image="skip"`` its rows are left out with a warning.
@@ -95,7 +83,7 @@ def to_trl_rows(
 
     def resize(row: Row) -> tuple[str, list[int]] | DataError:
         try:
-            return _resized(row, min_pixels, max_pixels, factor, resized_dir)
+            return _resized(row, min_pixels, max_pixels, factor, resized_dir, family)
         except DataError as exc:
             if on_bad_image == "error":
                 raise
@@ -171,12 +159,13 @@ def _name(row: Any, index: int) -> str:
     return str(row.get("id", index)) if isinstance(row, dict) else str(index)
 
 
-def _resized(row: Row, min_pixels: int, max_pixels: int, factor: int, resized_dir: Path) -> tuple[str, list[int]]:
+def _resized(row: Row, min_pixels: int, max_pixels: int, factor: int, resized_dir: Path,
+             family: str) -> tuple[str, list[int]]:
     """The resized copy of a row's image (written unless already there) and its [width, height]."""
     source, where = Path(row["image"]), f"row {row['id']}"
     try:
         stat = source.stat()
-        width, height = model_input_size(row["image_size"], factor, min_pixels, max_pixels)
+        width, height = family_of(family).model_image_size(row["image_size"], factor, min_pixels, max_pixels)
     except FileNotFoundError:
         raise DataError(f"{where}: {source}: image file not found") from None
     except ValueError as exc:  # smart_resize refuses aspect ratios over 200
@@ -192,7 +181,7 @@ def _resized(row: Row, min_pixels: int, max_pixels: int, factor: int, resized_di
         if list(image.size) != list(row["image_size"]):
             raise DataError(f"{where}: image_size {list(row['image_size'])} but {source} is {image.size[0]}x{image.size[1]}")
         buffer = io.BytesIO()
-        resize_to_budget(image, min_pixels, max_pixels, factor).save(
+        resize_to_budget(image, min_pixels, max_pixels, factor, family).save(
             buffer, **({"format": "JPEG", "quality": 95} if jpeg else {"format": "PNG"})
         )
         write_atomic(target, buffer.getvalue())

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rewards.coords import COORD_FORMATS, to_image_pixels
+from rewards.contract import COORD_FORMATS, to_image_pixels
 from rewards.parsing import extract_answer, parse_boxes, says_none
 from rft.data.images import check_box
 from rft.data.records import get_field

@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 from tqdm.auto import tqdm
 
-from rewards.coords import model_input_size
+from rewards.contract import BOX_TASKS
 from rft.data.answers import reference_answer
 from rft.data.build import PROGRESS_FROM
 from rft.data.images import open_image
@@ -29,10 +29,10 @@ from rft.data.prompts import load_template, render_prompt, row_coord_format
 from rft.data.records import LoadReport, Row, validate_row
 from rft.data.sources import dataset_rows_and_report, template_fields
 from rft.errors import DataError, RftError
+from rft.families import family_of
 from rft.models.geometry import Geometry, model_geometry
 from rft.recipe.schema import DatasetSpec, Recipe
 
-BOX_TASKS = ("detection", "grounding")
 ANSWER_CONVENTIONS = {
     "pixels": "pixels of the resized image the model sees",
     "norm1000": "0..1000 of the image",
@@ -92,7 +92,7 @@ def check_dataset(spec: DatasetSpec, recipe: Recipe, geometry: Geometry, out: Pa
     resized = {}
     for size in sizes:
         try:
-            resized[size] = model_input_size(size, geometry.factor, model.min_pixels, model.max_pixels)
+            resized[size] = family_of(geometry.family).model_image_size(size, geometry.factor, model.min_pixels, model.max_pixels)
         except ValueError as exc:  # smart_resize refuses aspect ratios over 200
             example = next(r for r in rows if tuple(r["image_size"]) == size)
             raise DataError(f"row {example['id']}: {example['image']}: {exc}") from None

@@ -20,8 +20,8 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image
 
-from rewards.coords import model_input_size
 from rft.errors import DataError
+from rft.families import family_of
 
 BOX_TOLERANCE = 0.01
 """How far (a fraction of the image side) a ground-truth box may stick out before it is an error;
@@ -72,13 +72,15 @@ def open_image(path: str | Path) -> Image.Image:
         raise DataError(f"{path}: not a readable image ({exc})") from None
 
 
-def resize_to_budget(image: Image.Image, min_pixels: int, max_pixels: int, factor: int) -> Image.Image:
-    """``image`` resized by Qwen's rule (:func:`rewards.coords.smart_resize`): both sides multiples
-    of ``factor``, area within [min_pixels, max_pixels]; returned as is when already there.
+def resize_to_budget(image: Image.Image, min_pixels: int, max_pixels: int, factor: int,
+                     family: str | None = None) -> Image.Image:
+    """``image`` resized as the processor of ``family`` (a ``config.model_type``) resizes it
+    (:attr:`Family.model_image_size <rft.families.base.Family.model_image_size>`; by default both sides
+    multiples of ``factor``, area within [min_pixels, max_pixels]); returned as is when already there.
 
-    Bicubic, as the Qwen image processors resample.
+    Bicubic, as the Qwen-VL image processors resample.
     """
-    size = model_input_size(image.size, factor, min_pixels, max_pixels)
+    size = family_of(family).model_image_size(image.size, factor, min_pixels, max_pixels)
     return image if size == image.size else image.resize(size, Image.Resampling.BICUBIC)
 
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
+from rewards.contract import BOX_TASKS
 from rft.data.chat import (
     Answer, asks_for_boxes, category_in, check_coords, compile_category_pattern, exchange, image_base, one_image, read_answer,
     referring_phrase,
@@ -33,8 +34,6 @@ from rft.data.records import (
     LoadReport, OnBadImage, Row, check_policy, checked_image, finish, get_field, image_path, read_records,
 )
 from rft.errors import DataError
-
-BOX_TASKS = ("detection", "grounding")
 
 
 @dataclass(frozen=True)

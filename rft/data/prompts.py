@@ -1,13 +1,13 @@
 """Prompt templates per task: Jinja2 files in ``rft/templates/<task>.jinja``, overridable.
 
 A template sees ``query`` (the row's query), ``task``, ``family``, ``coord_format`` and ``coords``
-(how to write coordinates in that convention, :data:`COORD_PHRASES`), and nothing else: templates
+(how to write coordinates in that convention, ``rewards.contract.COORD_PHRASES``), and nothing else: templates
 render in Jinja's immutable sandbox with no globals, so a recipe's template cannot reach Python
 objects (``cycler.__init__.__globals__``...) or run code. Undefined variables are errors, and
 :func:`template_problems` finds the variables and unsafe attributes a template reaches for before
 any data is read. The defaults ask for the family's native box format, ``[{"bbox_2d": [x1, y1, x2, y2],
-"label": ...}]`` (pixels of the image as the model sees it for Qwen2.5-VL, 0..1000 for
-Qwen2-VL and Qwen3-VL), "No Objects" when the object is absent, and think/answer tags.
+"label": ...}]`` in the family's convention (:mod:`rft.families`: pixels of the image as the model sees
+it, or 0..1000), "No Objects" when the object is absent, and think/answer tags.
 """
 
 from __future__ import annotations
@@ -20,17 +20,9 @@ import jinja2.meta
 import jinja2.nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from rewards.contract import COORD_PHRASES
 from rft.errors import RecipeError
-
-FAMILY_COORD_FORMAT = {"qwen2_vl": "norm1000", "qwen2_5_vl": "pixels", "qwen3_vl": "norm1000"}
-MODEL_TYPE_FAMILY = {"qwen3_vl_moe": "qwen3_vl"}
-"""HF ``model_type`` values that answer like a family of :data:`FAMILY_COORD_FORMAT`."""
-
-COORD_PHRASES = {
-    "pixels": "in pixel coordinates of the image",
-    "norm1000": "with coordinates normalized to integers from 0 to 1000",
-    "norm1": "with coordinates as fractions of the image width and height, from 0 to 1",
-}
+from rft.families import family_of
 
 Template = str | Path | jinja2.Template
 
@@ -44,10 +36,10 @@ _ENV.globals.clear()  # no range, dict, cycler, joiner, lipsum, namespace: only 
 
 
 def coord_format_for(model_type: str) -> str:
-    """The box convention a model answers in, from its HF ``config.model_type`` ("qwen2_vl",
-    "qwen2_5_vl", "qwen3_vl", "qwen3_vl_moe"). Unknown types get "norm1000"; a recipe's
-    ``model.coord_format`` (or ``to_trl_rows(coord_format=...)``) overrides this."""
-    return FAMILY_COORD_FORMAT.get(MODEL_TYPE_FAMILY.get(model_type, model_type), "norm1000")
+    """The box convention a model answers in, from its HF ``config.model_type`` (its family's,
+    :mod:`rft.families`; unknown types get "norm1000"); a recipe's ``model.coord_format`` (or
+    ``to_trl_rows(coord_format=...)``) overrides this."""
+    return family_of(model_type).coord_format
 
 
 def row_coord_format(row: Mapping[str, Any], family: str, coord_format: str | None = None) -> str:

@@ -23,8 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Literal, TypedDict
 
-from rewards.coords import COORD_FORMATS
-from rewards.inputs import TASKS
+from rewards.contract import BOX_TASKS, COORD_FORMATS, TASKS
 from rft.data.images import check_box, image_size
 from rft.errors import DataError
 
@@ -175,8 +174,8 @@ def finish(rows: list[Row], report: LoadReport) -> tuple[list[Row], LoadReport]:
             raise DataError(f"{report.source}: duplicate id {row['id']!r}")
         seen.add(row["id"])
     report.rows = len(rows)
-    report.negatives = sum(1 for r in rows if r["task"] in ("detection", "grounding") and not r["solution"]["boxes"])
-    with_boxes = sum(1 for r in rows if r["task"] in ("detection", "grounding") and r["solution"]["boxes"])
+    report.negatives = sum(1 for r in rows if r["task"] in BOX_TASKS and not r["solution"]["boxes"])
+    with_boxes = sum(1 for r in rows if r["task"] in BOX_TASKS and r["solution"]["boxes"])
     uncounted = with_boxes - sum(report.coordinates.values())
     if uncounted > 0:
         report.coordinates["pixels"] = report.coordinates.get("pixels", 0) + uncounted
@@ -199,7 +198,7 @@ def validate_row(row: Any, where: str) -> Row:
         raise DataError(f"{where}: image_size must be [width, height] in positive integers, got {_short(size)}")
     solution = get_field(row, "solution", dict, where)
     query = get_field(row, "query", dict, where)
-    if task in ("detection", "grounding"):
+    if task in BOX_TASKS:
         boxes = get_field(solution, "boxes", list, f"{where} solution")
         labels = get_field(solution, "labels", list, f"{where} solution", optional=True) or []
         if labels and len(labels) != len(boxes):

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import jinja2
 
+from rewards.contract import BOX_TASKS
 from rft.data.records import LoadReport, Row
 from rft.errors import DataError, RecipeError
 from rft.recipe.schema import DatasetSpec, Recipe
@@ -76,7 +77,7 @@ def _synthetic(spec: DatasetSpec, cache_dir: Path) -> tuple[list[Row], LoadRepor
     except (TypeError, ValueError) as exc:
         raise DataError(f"dataset {spec.name!r}: bad options {spec.options}: {exc}") from exc
     report = LoadReport(source=f"synthetic shapes {spec.name}", rows=len(made))
-    boxed = [r for r in made if r["task"] in ("detection", "grounding")]
+    boxed = [r for r in made if r["task"] in BOX_TASKS]
     report.negatives = sum(1 for r in boxed if not r["solution"]["boxes"])
     if len(boxed) > report.negatives:
         report.coordinates["pixels"] = len(boxed) - report.negatives

@@ -24,7 +24,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from rewards.coords import to_image_pixels
+from rewards.contract import to_image_pixels
 from rft.data.chat import one_image, referring_phrase
 from rft.data.images import check_box
 from rft.data.messages import load_conversation_file

@@ -6,6 +6,7 @@ import json
 
 import torch
 
+from rewards.contract import REWARD_COLUMNS
 from rft.data.images import open_image
 
 
@@ -31,16 +32,16 @@ def generate_answers(model, processor, rows: list[dict], banned_ids: list[int], 
 
 def mean_reward(reward_fn, rows: list[dict], answers: list[str]) -> float:
     """Mean of a reward over the rows it applies to (NaN when it applies to none)."""
-    columns = {k: [r.get(k) for r in rows] for k in ("task", "solution", "image_size", "coord_format", "model_image_size", "dataset")}
+    columns = {k: [r.get(k) for r in rows] for k in (*REWARD_COLUMNS, "dataset")}
     values = [v for v in reward_fn(answers, **columns) if v is not None]
     return sum(values) / len(values) if values else float("nan")
 
 
-SCORED_FIELDS = ("id", "dataset", "task", "image", "solution", "image_size", "coord_format", "model_image_size", "query")
+SCORED_FIELDS = ("id", "dataset", *REWARD_COLUMNS, "image", "query")
 
 
 def scored_samples(rows: list[dict], answers: list[str]) -> list[dict]:
-    """TRL rows with their answers as the scored samples of :mod:`rft.metrics` (``query`` as a dict)."""
+    """TRL rows with their answers as the scored samples of :mod:`rft.eval.metrics` (``query`` as a dict)."""
     samples = []
     for row, answer in zip(rows, answers):
         sample = {k: row[k] for k in SCORED_FIELDS if k in row}

@@ -1,5 +1,5 @@
 """Held-out evaluation during training: greedy answers scored by the run's own rewards and, for
-detection and grounding rows, by :mod:`rft.metrics` (COCO mAP, negatives, parse failures)."""
+detection and grounding rows, by :mod:`rft.eval.metrics` (COCO mAP, negatives, parse failures)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from typing import Any, Callable, ContextManager
 
 from transformers import TrainerCallback
 
-from rft import metrics
+from rewards.contract import BOX_TASKS
+from rft.eval import metrics
 from rft.eval.generate import generate_answers, mean_reward, scored_samples
 from rft.processes import shared_map
 
@@ -25,7 +26,7 @@ def box_metric_scores(rows: list[dict], answers: list[str], protocol: metrics.Pr
     ``eval/mAP``, ``eval/AP50`` (pycocotools), ``eval/negatives_correct``, ``eval/false_positive_rate``
     (on rows without a ground-truth box), ``eval/grounding_acc50`` and ``eval/parse_failures`` (share
     of answers with no answer block or one that did not parse). Empty without such rows."""
-    samples = [s for s in scored_samples(rows, answers) if s["task"] in metrics.BOX_TASKS]
+    samples = [s for s in scored_samples(rows, answers) if s["task"] in BOX_TASKS]
     if not samples:
         return {}
     report = metrics.evaluate(samples, protocol=protocol)

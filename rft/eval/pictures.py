@@ -7,6 +7,7 @@ from typing import Sequence
 
 from PIL import Image, ImageDraw
 
+from rewards.contract import REWARD_COLUMNS
 from rft.data.images import open_image
 
 GREEN, RED = (0, 200, 0), (230, 0, 0)
@@ -46,7 +47,7 @@ def boxes_of(samples: Sequence[dict]) -> list[tuple[list, list]]:
 
     if not samples:
         return []
-    columns = {k: [s.get(k) for s in samples] for k in ("task", "solution", "image_size", "coord_format", "model_image_size")}
+    columns = {k: [s.get(k) for s in samples] for k in REWARD_COLUMNS}
     pairs = list(iter_samples([s["completion"] for s in samples], columns))
     answers = read_box_answers([text for text, _ in pairs], [sample for _, sample in pairs])
     return [(sample.gt_boxes.tolist(), answer.boxes.tolist()) for (_, sample), answer in zip(pairs, answers)]

@@ -1,4 +1,4 @@
-"""``rft eval``: generate answers for the evaluation split, score them with ``rft.metrics``, write
+"""``rft eval``: generate answers for the evaluation split, score them with ``rft.eval.metrics``, write
 ``predictions.jsonl``, ``report.json``, ``summary.txt`` and pictures; optionally a retention check."""
 
 from __future__ import annotations
@@ -8,8 +8,9 @@ import logging
 import time
 from pathlib import Path
 
-from rft import metrics
+from rewards.contract import BOX_TASKS
 from rft.errors import RecipeError
+from rft.eval import metrics
 from rft.processes import process_state, shared_map
 from rft.recipe import Recipe
 
@@ -37,7 +38,7 @@ def eval_rows(specs, recipe: Recipe, loaded, work_dir: Path) -> list[dict]:
 
 
 def generate_samples(loaded, rows: list[dict], recipe: Recipe, batch_size: int | None = None) -> list[dict]:
-    """Rows with the model's greedy ``completion`` added (the scored-sample format of ``rft.metrics``)."""
+    """Rows with the model's greedy ``completion`` added (the scored-sample format of ``rft.eval.metrics``)."""
     from rft.eval.generate import generate_answers, scored_samples
     from rft.models.vision_tokens import vision_token_ids
 
@@ -51,7 +52,7 @@ def draw_pictures(samples: list[dict], out: Path, n: int) -> list[Path]:
     """Ground-truth and predicted boxes for the first ``n`` detection/grounding samples."""
     from rft.eval.pictures import boxes_of, draw_boxes, picture_name
 
-    box_samples = [s for s in samples if s["task"] in metrics.BOX_TASKS][:n]
+    box_samples = [s for s in samples if s["task"] in BOX_TASKS][:n]
     paths = []
     for i, (s, (truth, predicted)) in enumerate(zip(box_samples, boxes_of(box_samples))):
         # boxes are in original-image pixels; the picture is of the resized copy the model saw

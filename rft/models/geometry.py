@@ -9,17 +9,12 @@ Hugging Face cache for a hub id), else from the family's defaults and the model'
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from rewards.coords import QWEN_FACTOR
-from rft.data.prompts import MODEL_TYPE_FAMILY, coord_format_for
+from rft.data.prompts import coord_format_for
+from rft.families import ASSUMED, family_named_in, family_of
 from rft.recipe.schema import ModelSection
-
-_NAME_FAMILY = ((re.compile(r"qwen3[-_.]?vl", re.I), "qwen3_vl"), (re.compile(r"qwen2[-_.]5[-_.]?vl", re.I), "qwen2_5_vl"),
-                (re.compile(r"qwen2[-_.]?vl", re.I), "qwen2_vl"))
-DEFAULT_FACTOR = 28
 
 
 @dataclass(frozen=True)
@@ -73,17 +68,17 @@ def model_geometry(section: ModelSection) -> Geometry:
     """The :class:`Geometry` of a recipe's model, without loading it."""
     if section.tiny is not None:
         family = section.tiny.family
-        return Geometry(family, QWEN_FACTOR[family], "model.tiny")
+        return Geometry(family, family_of(family).factor, "model.tiny")
     config = _read_json(_model_file(section.path, "config.json"))
     model_type = config.get("model_type")
     if isinstance(model_type, str):
         family, source = model_type, "config.json"
     else:
-        family = next((f for pattern, f in _NAME_FAMILY if pattern.search(section.path)), None)
-        source = "the model's name (no config.json found)" if family else "nothing found: Qwen2-VL defaults"
-        family = family or "qwen2_vl"
+        named = family_named_in(section.path)
+        source = "the model's name (no config.json found)" if named else f"nothing found: {ASSUMED} defaults"
+        family = named.name if named else ASSUMED
     processor, file = _image_processor(section.path)
     patch, merge = processor.get("patch_size"), processor.get("merge_size")
     if isinstance(patch, int) and isinstance(merge, int):
         return Geometry(family, patch * merge, f"{source}, {file}")
-    return Geometry(family, QWEN_FACTOR.get(MODEL_TYPE_FAMILY.get(family, family), DEFAULT_FACTOR), source)
+    return Geometry(family, family_of(family).factor, source)

@@ -149,7 +149,7 @@ def share_image_features(model: nn.Module, dedupe: bool = True, cache_frozen: bo
         method = getattr(module, "get_image_features", None)
         if method is None or not hasattr(module, "visual") or getattr(method, "rft_dedupe", False):
             continue
-        if not isinstance(getattr(module, "visual", None), nn.Module) or "visual" not in module._modules:
+        if not isinstance(getattr(module, "visual", None), nn.Module) or "visual" not in dict(module.named_children()):
             continue  # a wrapper that only points at the inner model's tower
         if cache_frozen:
             method = _cached_features(method, module, cache if cache is not None else FeatureCache())

@@ -8,10 +8,20 @@ from typing import Iterable
 
 from torch import nn
 
-PARTS = ("vision", "projector", "language")
+from rewards.contract import MODEL_PARTS as PARTS
+from rft.families import FAMILIES
 
-_PROJECTOR = re.compile(r"(^|\.)(merger|deepstack_merger_list|multi_modal_projector|mm_projector|connector|visual_projection)(\.|$)")
-_VISION = re.compile(r"(^|\.)(visual|vision_tower|vision_model|vision_encoder|image_encoder)(\.|$)")
+# Each family's module names, and the names other Hugging Face VLMs use for the same parts.
+_GENERIC = {"vision": ("vision_tower", "vision_model", "vision_encoder", "image_encoder"),
+            "projector": ("multi_modal_projector", "mm_projector", "connector", "visual_projection")}
+
+
+def _names(part: str) -> re.Pattern[str]:
+    names = dict.fromkeys([n for f in FAMILIES for n in f.parts.get(part, ())] + list(_GENERIC[part]))
+    return re.compile(rf"(^|\.)({'|'.join(map(re.escape, names))})(\.|$)")
+
+
+_PROJECTOR, _VISION = _names("projector"), _names("vision")
 
 
 def part_of(name: str) -> str:

@@ -1,6 +1,6 @@
-"""One attention call per segment length in Qwen-VL vision towers, instead of one per window.
+"""One attention call per segment length in windowed vision towers, instead of one per window.
 
-Without flash-attention, transformers' Qwen2-VL / Qwen2.5-VL / Qwen3-VL vision attention splits the
+Without flash-attention, transformers' Qwen-VL vision attention (each family's, :mod:`rft.families`) splits the
 patch sequence at ``cu_seqlens`` (each window of Qwen2.5-VL's windowed layers, each image of the
 full-attention layers) and runs SDPA once per piece: hundreds of small kernel launches per layer for
 a batch of images (issue 7). Windows mostly share a length, so :func:`segment_attention` gathers the
@@ -11,7 +11,6 @@ the SDPA and eager paths are replaced, flash-attention keeps its own varlen kern
 
 from __future__ import annotations
 
-import sys
 import types
 from collections import defaultdict
 
@@ -19,7 +18,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-ATTENTION_CLASSES = ("VisionAttention", "Qwen2_5_VLVisionAttention", "Qwen3VLVisionAttention")
+from rft.families import FAMILIES
 
 
 def segment_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: torch.Tensor,
@@ -44,28 +43,18 @@ def segment_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seql
     return out
 
 
-def _forward(self, hidden_states: torch.Tensor, cu_seqlens: torch.Tensor,
-             position_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None, max_seqlen: int | None = None,
-             **kwargs) -> torch.Tensor:
-    """The vision attention's forward with :func:`segment_attention` in place of the per-piece loop."""
-    if "flash" in str(getattr(self.config, "_attn_implementation", "")):
-        return type(self).forward(self, hidden_states, cu_seqlens, position_embeddings, max_seqlen, **kwargs)
-    seq_length = hidden_states.shape[0]
-    q, k, v = self.qkv(hidden_states).reshape(seq_length, 3, self.num_heads, -1).permute(1, 0, 2, 3).unbind(0)
-    cos, sin = position_embeddings
-    q, k = sys.modules[type(self).__module__].apply_rotary_pos_emb_vision(q, k, cos, sin)
-    out = segment_attention(q.transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1), cu_seqlens, self.scaling)
-    return self.proj(out.transpose(0, 1).reshape(seq_length, -1))
-
-
 def batch_vision_attention(model: nn.Module) -> int:
-    """Give every Qwen-VL vision attention module of ``model`` the batched forward; returns how many."""
+    """Give every vision attention module of ``model`` that its family replaces
+    (:attr:`Family.vision_attention <rft.families.base.Family.vision_attention>`) the family's batched
+    forward; returns how many."""
+    forwards = {name: f.vision_attention_forward for f in FAMILIES if f.vision_attention_forward
+                for name in f.vision_attention}
     changed = 0
     for module in model.modules():
         cls = type(module)
-        if (cls.__name__ in ATTENTION_CLASSES and cls.__module__.startswith("transformers.models.qwen")
-                and not getattr(module, "rft_batched", False)):
-            module.forward = types.MethodType(_forward, module)
+        forward = forwards.get(f"{cls.__module__}.{cls.__qualname__}")
+        if forward is not None and not getattr(module, "rft_batched", False):
+            module.forward = types.MethodType(forward, module)
             module.rft_batched = True
             changed += 1
     return changed

@@ -8,25 +8,19 @@ from __future__ import annotations
 
 from transformers import PreTrainedTokenizerBase
 
-QWEN_VISION_TOKENS = ("<|vision_start|>", "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>")
-
-VISION_TOKENS_BY_FAMILY: dict[str, tuple[str, ...]] = {
-    "qwen2_vl": QWEN_VISION_TOKENS,
-    "qwen2_5_vl": QWEN_VISION_TOKENS,
-    "qwen3_vl": QWEN_VISION_TOKENS,
-    "qwen3_vl_moe": QWEN_VISION_TOKENS,
-}
-"""Per model family (HF ``config.model_type``); other families fall back to the processor's own
-``image_token`` / ``video_token`` / ``boi_token`` / ``eoi_token`` attributes, then to Qwen's."""
+from rft.families import FAMILIES, family_of
 
 
 def vision_token_ids(tokenizer: PreTrainedTokenizerBase, family: str | None = None, processor: object = None) -> list[int]:
-    """Token ids of the vision special tokens of ``family`` that exist in ``tokenizer``, sorted."""
-    names = list(VISION_TOKENS_BY_FAMILY.get(family or "", ()))
+    """Token ids of the vision special tokens of ``family`` (HF ``config.model_type``, :mod:`rft.families`)
+    that exist in ``tokenizer``, sorted. A model of no known family falls back to the processor's own
+    ``image_token`` / ``video_token`` / ``boi_token`` / ``eoi_token`` attributes, then to every known
+    family's vision tokens."""
+    names = list(family_of(family).vision_tokens)
     if not names and processor is not None:
         names = [getattr(processor, a) for a in ("image_token", "video_token", "boi_token", "eoi_token")
                  if isinstance(getattr(processor, a, None), str)]
-    names = names or list(QWEN_VISION_TOKENS)
+    names = names or [t for f in FAMILIES for t in f.vision_tokens]
     vocab = tokenizer.get_vocab()
     return sorted({vocab[n] for n in names if n in vocab})
 

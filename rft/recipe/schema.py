@@ -10,7 +10,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-TaskName = Literal["detection", "grounding", "classification", "tagging"]
+from rewards.contract import COORD_FORMATS, MODEL_PARTS, TASKS
+from rft.families import DEFAULT_TINY, TINY_NAMES
+
+TaskName = Literal[TASKS]
 DatasetKind = Literal[
     "coco", "image_folder", "classification_jsonl", "hf_classification", "grounding_jsonl", "tagging_jsonl",
     "visual_rft", "vlm_r1", "messages", "rows_jsonl", "synthetic_shapes",
@@ -31,7 +34,6 @@ KIND_FIELDS: dict[str, tuple[str, ...]] = {
     "synthetic_shapes": ("num_samples", "seed", "split", "negative_ratio"),
 }
 """The other fields each kind's loader reads; a field set for a kind that does not read it is an error."""
-MODEL_PARTS = ("vision", "projector", "language")
 
 
 # Upper bounds on sizes that allocate memory in proportion: a value such as 1e30 fails here, naming
@@ -60,7 +62,7 @@ class TinyModel(Section):
     """Build a small random-weight model from a config instead of loading one (demo, tests, the
     learning proof's base model). Defaults: the smallest (language hidden 64, vision hidden 32)."""
 
-    family: Literal["qwen2_vl", "qwen2_5_vl", "qwen3_vl"] = "qwen2_5_vl"
+    family: Literal[TINY_NAMES] = DEFAULT_TINY
     seed: int = 0
     hidden_size: int = Field(64, gt=0, le=8192)
     num_layers: int = Field(2, gt=0, le=128)
@@ -117,7 +119,7 @@ class ModelSection(Section):
     tiny: TinyModel | None = None
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
     attn_implementation: Literal["sdpa", "eager", "flash_attention_2", "flash_attention_3"] | None = None
-    coord_format: Literal["auto", "norm1000", "pixels", "norm1"] = "auto"
+    coord_format: Literal[("auto", *COORD_FORMATS)] = "auto"
     min_pixels: int = Field(3136, gt=0, le=MAX_PIXELS)
     max_pixels: int = Field(401_408, gt=0, le=MAX_PIXELS)
     freeze: PartSettings = PartSettings(vision=True)
@@ -314,7 +316,7 @@ class SpeedSection(Section):
     """With the vision tower and projector frozen, encode each image once for all passes of a step
     (not under ZeRO-3, where every rank must run the tower's sharded parameters in step)."""
     batched_vision_attention: bool = True
-    """Qwen-VL vision attention: one SDPA call per window length, not one per window (rft.models.vision_attention)."""
+    """Windowed vision attention (the families that have it): one SDPA call per window length, not one per window (rft.models.vision_attention)."""
     cache_decoded_images: bool = True
     """Decode each distinct image file once (GRPO fetches every prompt once per generation), keeping
     up to 1 GiB of decoded pixels across steps (rft.data.image_cache)."""

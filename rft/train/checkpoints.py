@@ -1,14 +1,12 @@
 """Checkpoints: written whole or not at all, finding the one to resume from, and saving one when the
 run is told to stop.
 
-:class:`AtomicCheckpoints` is the one place that reaches into the Trainer's private checkpoint
-saving (``Trainer._save_checkpoint`` / ``_get_output_dir``, transformers 5.17, checked by
-:func:`check_trainer_internals`).
+:class:`AtomicCheckpoints` reaches into the Trainer's private checkpoint saving (``Trainer._save_checkpoint``
+/ ``_get_output_dir``), declared and checked in :mod:`rft.compat.transformers` (:func:`check_trainer_internals`).
 """
 
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 import os
@@ -18,9 +16,10 @@ import signal
 from pathlib import Path
 
 import torch
-from transformers import Trainer, TrainerCallback
+from transformers import TrainerCallback
 
-from rft.errors import RecipeError, RftError
+from rft.compat.transformers import check_trainer_internals, rotate_checkpoints
+from rft.errors import RecipeError
 from rft.processes import summed_over_processes
 
 log = logging.getLogger(__name__)
@@ -30,7 +29,6 @@ _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 INCOMPLETE = ".incomplete"
 """The folder of ``output.dir`` where a checkpoint is written before it is renamed into place."""
 
-TESTED_TRANSFORMERS = "5.17"
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json",
                 "adapter_model.safetensors", "adapter_model.bin")
 
@@ -85,21 +83,6 @@ def resolve_resume(resume: str | None, output_dir: str | Path) -> str | None:
     return str(path)
 
 
-def check_trainer_internals() -> None:
-    """:class:`AtomicCheckpoints` relies on ``Trainer._save_checkpoint`` writing the whole checkpoint under
-    ``self._get_output_dir(trial)`` and rotating there (transformers 5.17); fail clearly when the installed
-    transformers saves differently, rather than write checkpoints where nobody looks for them."""
-    import transformers
-
-    source = inspect.getsource(Trainer._save_checkpoint)
-    missing = [call for call in ("self._get_output_dir(trial=trial)", "rotate_checkpoints(") if call not in source]
-    if missing or not hasattr(Trainer, "_get_output_dir"):
-        raise RftError(
-            f"transformers {transformers.__version__}: Trainer._save_checkpoint no longer calls {', '.join(missing)}, "
-            f"which rft's atomic checkpoints rely on (written for transformers {TESTED_TRANSFORMERS}); "
-            f"install transformers=={TESTED_TRANSFORMERS}.*")
-
-
 def publish(staging: Path, final: Path) -> None:
     """Make the complete checkpoint ``staging`` visible as ``final`` with one rename (replacing an older one)."""
     if final.exists():  # an earlier run's checkpoint of the same step (resumed from before it): replace it
@@ -132,8 +115,6 @@ class AtomicCheckpoints:
         return os.path.join(run_dir, INCOMPLETE) if self._staging_checkpoint else run_dir
 
     def _save_checkpoint(self, model, trial) -> None:
-        from transformers.trainer_utils import rotate_checkpoints
-
         run_dir = Path(super()._get_output_dir(trial))
         name = f"checkpoint-{self.state.global_step}"
         staging, final = run_dir / INCOMPLETE / name, run_dir / name

@@ -217,7 +217,7 @@ def markdown(record: dict) -> str:
 def _boxes(records: list[dict]) -> list[dict | None]:
     """For box tasks, ground-truth and predicted boxes in original-image pixels (rewards' own reading)."""
     from rft.eval.pictures import boxes_of
-    from rft.metrics import BOX_TASKS
+    from rewards.contract import BOX_TASKS
 
     index = [i for i, r in enumerate(records) if r["task"] in BOX_TASKS]
     out: list[dict | None] = [None] * len(records)

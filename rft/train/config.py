@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +10,8 @@ import torch
 
 from rft.recipe.schema import Recipe
 
-ZERO_CONFIGS = Path(__file__).resolve().parents[2] / "zero_configs"
+ZERO_CONFIGS = Path(str(files("rft") / "zero_configs"))
+"""DeepSpeed and accelerate configs, installed with the package (pyproject's package-data)."""
 
 # Where TRL's defaults do not suit VLM fine-tuning. Anything here can be overridden in ``grpo:``.
 RFT_DEFAULTS: dict[str, Any] = {
@@ -26,11 +28,11 @@ RFT_DEFAULTS: dict[str, Any] = {
 
 
 def zero_config_path(zero_stage: int, offload: bool) -> Path:
-    """The DeepSpeed JSON in ``zero_configs/`` for a ZeRO stage."""
+    """The DeepSpeed JSON in ``rft/zero_configs/`` for a ZeRO stage."""
     name = f"zero{zero_stage}{'_offload' if offload else ''}.json"
     path = ZERO_CONFIGS / name
     if not path.is_file():
-        raise FileNotFoundError(f"DeepSpeed config {path} not found (rft must be installed from its source tree)")
+        raise FileNotFoundError(f"DeepSpeed config {path} not found (an rft installed without its package data)")
     return path
 
 

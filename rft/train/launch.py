@@ -13,7 +13,7 @@ from rft.zero import require_deepspeed
 
 
 def accelerate_config(dist: DistributedSection) -> Path:
-    """The accelerate config in ``zero_configs/`` for a ZeRO stage (DDP for stage 0)."""
+    """The accelerate config in ``rft/zero_configs/`` for a ZeRO stage (DDP for stage 0)."""
     name = "accelerate_ddp.yaml" if dist.zero_stage == 0 else f"accelerate_zero{dist.zero_stage}{'_offload' if dist.offload else ''}.yaml"
     return ZERO_CONFIGS / name
 
@@ -23,7 +23,7 @@ def launch_command(recipe_path: str | Path, overrides: list[str], dist: Distribu
     """``accelerate launch ... -m rft.train RECIPE`` with the recipe's accelerate/DeepSpeed configs; on a
     machine without CUDA, ``torchrun`` with ``gpus`` CPU processes over gloo (the multi-process path,
     testable anywhere): DDP, or with ``zero_stage`` 2/3 DeepSpeed's CPU accelerator and the same
-    ``zero_configs/`` JSON (``rft.train`` sets its process state up, :mod:`rft.zero`)."""
+    ``rft/zero_configs/`` JSON (``rft.train`` sets its process state up, :mod:`rft.zero`)."""
     if cuda is None:
         import torch
 

@@ -233,6 +233,8 @@ def _run_grpo(recipe: Recipe, state, out: Path, ready: StartUp):
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
     from trl.models.utils import unwrap_model_for_generation
 
+    from rft.compat.transformers import set_name_or_path
+    from rft.compat.trl import log_metric, server_client
     from rft.eval.heldout import HeldOut, HeldOutCallback, format_scores
     from rft.models.load import load_model
     from rft.models.lora import base_record
@@ -243,7 +245,7 @@ def _run_grpo(recipe: Recipe, state, out: Path, ready: StartUp):
     from rft.train.reward_setup import build_rewards
     from rft.train.run_log import RunLog
     from rft.train.trainer import RftGRPOTrainer
-    from rft.train.vllm_engine import colocated_engine_options, engine_options, reset_encoder_cache_on_server
+    from rft.rollout.engine import colocated_engine_options, engine_options, reset_encoder_cache_on_server
     from rft.zero import gathered
 
     loaded, resume = ready.loaded, ready.resume
@@ -258,7 +260,7 @@ def _run_grpo(recipe: Recipe, state, out: Path, ready: StartUp):
             loaded = load_model(recipe.model.model_copy(update={"path": str(out / WARMED_UP), "tiny": None}), out)
     if (recipe.warmup.steps and resume is None) or (resume is not None and not recipe.model.lora.enabled):
         # A resumed run's weights come from its checkpoint, but its KL reference is still where GRPO started.
-        loaded.model.name_or_path = loaded.model.config._name_or_path = grpo_start(recipe, out)
+        set_name_or_path(loaded.model, grpo_start(recipe, out))
     heldout = None
     if ready.heldout_rows is not None:
         heldout = HeldOut(ready.heldout_rows, build_rewards(recipe, route=False)[0], loaded.processor, ready.banned,
@@ -291,7 +293,7 @@ def _run_grpo(recipe: Recipe, state, out: Path, ready: StartUp):
     ready.trainer = trainer
     if completions is not None:
         completions.follow_tensorboard(trainer)
-    server = getattr(getattr(trainer, "vllm_generation", None), "vllm_client", None)  # main process, server mode
+    server = server_client(trainer)  # main process, server mode
     if server is not None:
         reset_encoder_cache_on_server(server)
     if heldout is not None:  # generation from the trained model, with ZeRO-3's parameters gathered once per call
@@ -299,7 +301,7 @@ def _run_grpo(recipe: Recipe, state, out: Path, ready: StartUp):
             trainer.model_wrapped, trainer.accelerator, gather_deepspeed3_params=ready.config.ds3_gather_for_generation)
     periodic = None
     if heldout and recipe.eval.every_steps:
-        periodic = HeldOutCallback(heldout, recipe.eval.every_steps, trainer._log_metric)
+        periodic = HeldOutCallback(heldout, recipe.eval.every_steps, log_metric(trainer))
         trainer.add_callback(periodic)
     trainer.remove_callback(PrinterCallback)  # RunLog prints one readable line per step instead
     trainer.remove_callback(ProgressCallback)

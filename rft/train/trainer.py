@@ -7,7 +7,8 @@ next to TRL's reference adapter), ``_save`` (a LoRA run's adapter under ZeRO-3),
 adapter gets the record of its base, :mod:`rft.models.lora`), checkpoint saving (written whole or not at
 all: :class:`rft.train.checkpoints.AtomicCheckpoints`), and around ``_generate_and_score_completions`` /
 ``_compute_loss`` the place where the importance-sampling ratio is computed (:mod:`rft.train.onpolicy_logps`).
-Dynamic sampling and the completion log come from :class:`~rft.train.trl_hooks.RolloutHooks`.
+Dynamic sampling and the completion log come from :class:`~rft.train.trl_hooks.RolloutHooks`. The private
+methods and attributes of TRL and transformers used here are declared and checked in :mod:`rft.compat`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 import torch
 
+from rft.compat.trl import append_metric
 from rft.models.lora import write_base_record
 from rft.models.parts import parameter_groups
 from rft.train.checkpoints import AtomicCheckpoints
@@ -118,7 +120,6 @@ class RftGRPOTrainer(AtomicCheckpoints, RolloutHooks):
         mode = self.vllm_importance_sampling_mode
         ratio = vllm_importance_ratio(old, sampling, mask, mode, self.vllm_importance_sampling_clip_min,
                                       self.vllm_importance_sampling_clip_max)
-        split = "train" if self.model.training else "eval"
         for name, value in ratio_metrics(old, sampling, mask, ratio, sequence_level=mode.startswith("sequence")).items():
-            self._metrics[split][f"sampling/{name}"].append(ACROSS_PROCESSES[name](self.accelerator.gather(value)).item())
+            append_metric(self, f"sampling/{name}", ACROSS_PROCESSES[name](self.accelerator.gather(value)).item())
         return ratio

@@ -1,4 +1,4 @@
-"""rft's additions around TRL's rollout step, and the one place where they rely on TRL's private methods.
+"""rft's additions around TRL's rollout step (TRL's private methods they hook: :mod:`rft.compat.trl`).
 
 TRL 1.16's ``GRPOTrainer._generate_and_score_completions`` prepares a generation batch's prompts (images
 into the messages), generates (``_generate``), pads, runs the no-grad log-prob passes (old policy for
@@ -13,51 +13,20 @@ gathered over all processes) and turns rewards into advantages and metrics. rft 
   padding, log-prob passes, advantages and metrics are TRL's own, computed on the batch that trains.
 - The completion log (:mod:`rft.train.completion_log`) receives each scored batch with its advantages.
 
-Imported against another TRL than the one these hooks were written for (1.16), it warns; if a hooked
-method's signature changed, it refuses to import (tests/test_dynamic_sampling.py checks the real class).
+The private methods hooked here are declared, version-checked and tested against the real class in
+:mod:`rft.compat.trl`: against another TRL it warns, and if a hooked method's signature changed, it
+refuses to import.
 """
 
 from __future__ import annotations
 
-import inspect
-import warnings
 from dataclasses import dataclass, fields
 from typing import Any, Callable
 
 import torch
-import trl
-from packaging.version import Version
 from trl import GRPOTrainer
 
-TRL_VERSION = (1, 16)
-"""The TRL minor version whose private methods these hooks follow."""
-
-HOOKED = {
-    "_generate_and_score_completions": ["self", "inputs"],
-    "_generate": ["self", "prompts"],
-    "_calculate_rewards": ["self", "inputs", "prompts", "completions", "completion_ids_list"],
-    "_log_metric": ["self", "name", "value"],
-}
-"""TRL's private methods rft calls or overrides, with the parameters it passes."""
-
-
-def hook_problems(trainer_class: type = GRPOTrainer) -> list[str]:
-    """Hooked methods of ``trainer_class`` whose parameters differ from :data:`HOOKED` (empty: all match)."""
-    problems = []
-    for name, expected in HOOKED.items():
-        method = getattr(trainer_class, name, None)
-        found = list(inspect.signature(method).parameters) if method is not None else None
-        if found != expected:
-            problems.append(f"GRPOTrainer.{name}: expected parameters {expected}, found {found}")
-    return problems
-
-
-if Version(trl.__version__).release[:2] != TRL_VERSION:
-    warnings.warn(f"rft's dynamic sampling and completion log follow TRL {'.'.join(map(str, TRL_VERSION))}'s "
-                  f"GRPOTrainer; TRL {trl.__version__} is installed", stacklevel=2)
-if hook_problems():
-    raise ImportError(f"TRL {trl.__version__}'s GRPOTrainer does not match what rft hooks (install trl "
-                      f"{'.'.join(map(str, TRL_VERSION))}.x): " + "; ".join(hook_problems()))
+from rft.compat.trl import hook_problems  # noqa: F401  (imported first: it checks TRL's methods)
 
 
 def _pick(value: Any, rows: list[int], n: int) -> Any:

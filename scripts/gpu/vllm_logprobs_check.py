@@ -81,7 +81,7 @@ def main() -> None:
     from rft.models.tiny import build_tiny_vlm
     from rft.models.vision_tokens import ban_in_logits, placeholder_token_ids, vision_token_ids
     from rft.recipe.schema import ModelSection
-    from rft.train.vllm_engine import ColocatedEngine, engine_options
+    from rft.rollout.engine import ColocatedEngine, engine_options
 
     if args.model:
         path = Path(args.model)

@@ -24,12 +24,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from rft.compat.trl import engine_built_by, post_to_server
+from rft.compat.vllm import ENCODER_CACHE_ENDPOINT, encoder_cache_reset
+from rft.families import family_of
 from rft.recipe.schema import ModelSection
 
 log = logging.getLogger(__name__)
-
-# Families whose vLLM processors take Qwen2-VL's ``min_pixels`` / ``max_pixels`` keyword arguments.
-PIXEL_KWARG_FAMILIES = ("qwen2_vl", "qwen2_5_vl")
 
 
 def vllm_dtype(model: ModelSection, cuda: bool = True) -> str:
@@ -41,12 +41,11 @@ def vllm_dtype(model: ModelSection, cuda: bool = True) -> str:
 
 def engine_options(model: ModelSection, family: str, images_per_prompt: int = 1, cuda: bool = True) -> dict[str, Any]:
     """``vllm.LLM`` keyword arguments that make rollouts see the policy as the trainer does: its dtype,
-    the recipe's pixel budget (Qwen2-VL/Qwen2.5-VL processors), and one image per prompt (which
-    also keeps vLLM's memory profiling from reserving room for many images)."""
+    the recipe's pixel budget (for families whose vLLM processor takes it, :meth:`Family.vllm_options
+    <rft.families.base.Family.vllm_options>`), and one image per prompt (which also keeps vLLM's memory
+    profiling from reserving room for many images). ``family`` is the model's ``config.model_type``."""
     options: dict[str, Any] = {"dtype": vllm_dtype(model, cuda), "limit_mm_per_prompt": {"image": images_per_prompt}}
-    if family in PIXEL_KWARG_FAMILIES:
-        options["mm_processor_kwargs"] = {"min_pixels": model.min_pixels, "max_pixels": model.max_pixels}
-    return options
+    return options | family_of(family).vllm_options(model.min_pixels, model.max_pixels)
 
 
 def collapse_image_runs(token_ids: list[int], image_token_ids: set[int]) -> list[int]:
@@ -79,8 +78,7 @@ class ColocatedEngine:
 
     def reset_prefix_cache(self, *args: Any, **kwargs: Any) -> Any:
         result = self.llm.reset_prefix_cache(*args, **kwargs)
-        reset = next((getattr(owner, "reset_encoder_cache", None) for owner in (self.llm, getattr(self.llm, "llm_engine", None))
-                      if callable(getattr(owner, "reset_encoder_cache", None))), None)
+        reset = encoder_cache_reset(self.llm)
         if reset is None:
             if not self.encoder_cache_resets:
                 log.warning("this vLLM has no reset_encoder_cache: after a weight update it may reuse image features "
@@ -108,12 +106,12 @@ def reset_encoder_cache_on_server(client: Any) -> None:
 
     def reset_prefix_cache(*args: Any, **kwargs: Any) -> Any:
         result = original(*args, **kwargs)
-        response = client.session.post(f"{client.base_url}/reset_encoder_cache")
+        response = post_to_server(client, ENCODER_CACHE_ENDPOINT)
         if response.status_code != 200 and not reported:
             reported.append(response.status_code)
-            log.warning("the vLLM server did not reset its encoder cache (HTTP %s from /reset_encoder_cache): after a "
-                        "weight update it may reuse image features computed with the old vision weights",
-                        response.status_code)
+            log.warning("the vLLM server did not reset its encoder cache (HTTP %s from %s): after a weight update it "
+                        "may reuse image features computed with the old vision weights", response.status_code,
+                        ENCODER_CACHE_ENDPOINT)
         return result
 
     client.reset_prefix_cache = reset_prefix_cache
@@ -124,19 +122,13 @@ def colocated_engine_options(options: dict[str, Any], image_token_ids: set[int] 
     """While active, the ``vllm.LLM`` that TRL's colocate mode builds also gets ``options``
     (TRL's own arguments win where both name one) and, given ``image_token_ids``, takes prompts
     whose images are already expanded, and resets vLLM's encoder cache after weight syncs (:class:`ColocatedEngine`)."""
-    import trl.generation.vllm_generation as generation
 
-    original = getattr(generation, "LLM", None)
-    if original is None:  # vLLM not installed: TRL itself reports it when the engine is needed
+    def factory(original: Any) -> Any:
+        def build_engine(*args: Any, **kwargs: Any):
+            llm = original(*args, **{**options, **kwargs})
+            return ColocatedEngine(llm, image_token_ids or set())
+
+        return build_engine
+
+    with engine_built_by(factory):  # vLLM not installed: nothing changes (TRL reports it when the engine is needed)
         yield
-        return
-
-    def build_engine(*args: Any, **kwargs: Any):
-        llm = original(*args, **{**options, **kwargs})
-        return ColocatedEngine(llm, image_token_ids or set())
-
-    generation.LLM = build_engine
-    try:
-        yield
-    finally:
-        generation.LLM = original

@@ -13,8 +13,9 @@ import shlex
 import sys
 from pathlib import Path
 
+from rft.compat.vllm import DEV_MODE
 from rft.recipe.schema import Recipe
-from rft.train.vllm_engine import engine_options
+from rft.rollout.engine import engine_options
 
 
 def served_model(recipe: Recipe) -> str:
@@ -54,9 +55,9 @@ def serve(recipe: Recipe, dry_run: bool = False) -> int:
     """Print the server's command line and, unless ``dry_run``, replace this process with it."""
     model = served_model(recipe)
     command = serve_command(recipe, model, model_family(model))
-    print("serving:", shlex.join(["VLLM_SERVER_DEV_MODE=1", *command]), flush=True)
+    print("serving:", shlex.join([f"{DEV_MODE}=1", *command]), flush=True)
     if dry_run:
         return 0
     # The weight-transfer and prefix-cache endpoints that TRL's trainer uses live behind vLLM's dev mode.
-    os.execve(sys.executable, command, {**os.environ, "VLLM_SERVER_DEV_MODE": "1"})
+    os.execve(sys.executable, command, {**os.environ, DEV_MODE: "1"})
     return 0  # not reached

@@ -1,12 +1,11 @@
 """Metrics for users' own prediction files: COCO mAP, negatives, grounding, classification, tagging.
 
-A *scored sample* is a dict with the TRL-row reward columns (``task``, ``solution``,
-``image_size``, ``coord_format``, ``model_image_size``), an ``id``, optionally ``dataset``,
+A *scored sample* is a dict with the TRL-row reward columns (:data:`rewards.contract.REWARD_COLUMNS`), an ``id``, optionally ``dataset``,
 ``query``, ``image`` or ``image_id``, and the model's raw ``completion``. Answers are read,
 converted to original-image pixels and scored by the rewards' own code (:mod:`rewards`), so
 a metric and its reward never disagree on what an answer says. A rate over no samples is NaN.
 
-    from rft.metrics import evaluate, load_predictions, summary_table
+    from rft.eval.metrics import evaluate, load_predictions, summary_table
     print(summary_table(evaluate(load_predictions("predictions.jsonl"))))
 """
 
@@ -24,7 +23,8 @@ from pycocotools.cocoeval import COCOeval
 
 from rewards.classification import score_classification
 from rewards.grounding import score_grounding
-from rewards.inputs import TASKS, Sample, iter_samples, load_solution, read_box_answers
+from rewards.contract import BOX_TASKS, REWARD_COLUMNS, TASKS
+from rewards.inputs import Sample, iter_samples, load_solution, read_box_answers
 from rewards.negative import score_negative_sample
 from rewards.parsing import NONE_PHRASES, BoxAnswer, extract_answer, normalize_text, parse_list
 from rewards.tagging import score_tagging
@@ -33,11 +33,8 @@ from rft.errors import DataError
 
 Protocol = Literal["full", "visual_rft"]
 PROTOCOLS: tuple[str, ...] = ("full", "visual_rft")
-BOX_TASKS: tuple[str, ...] = ("detection", "grounding")
 AGNOSTIC_CATEGORY = "object"
 """The category of detection samples that name none (no query category, no labels)."""
-
-_COLUMNS = ("task", "solution", "image_size", "coord_format", "model_image_size")
 
 
 def _rate(count: float, total: int) -> float:
@@ -50,7 +47,7 @@ def _name(sample: dict, index: int) -> str:
 
 def _read(samples: Sequence[dict]) -> list[tuple[str, Sample]]:
     """(completion text, :class:`Sample`) per scored sample, as a reward would see them."""
-    columns = {name: [s.get(name) for s in samples] for name in _COLUMNS}
+    columns = {name: [s.get(name) for s in samples] for name in REWARD_COLUMNS}
     return list(iter_samples([s.get("completion") for s in samples], columns))
 
 
