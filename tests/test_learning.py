@@ -76,8 +76,11 @@ def test_learning_proof_pipeline_at_toy_size(tmp_path):
     assert base["base"]["steps"] == 4 and base["eval_base"]["detection"]["n_samples"] == 4
     assert base["eval_novel"]["negatives"]["n_negatives"] == 1  # novel held-out: a quarter negatives
 
-    assert proof.main(["n16", *common]) == 0
+    assert proof.main(["n16", *common, "--set", "rewards[0].kwargs.label_aware=false"]) == 0
     few = json.loads((out / "learning_n16.json").read_text())
+    assert few["sets"] == ["rewards[0].kwargs.label_aware=false"]
+    for run in ("sft_steps", "grpo", "sft_wall"):  # every command of the part ran with the override
+        assert "label_aware: false" in (work / "n16" / run / "recipe.yaml").read_text(), run
     runs = few["runs"]
     assert runs["grpo"]["steps"] == runs["sft_steps"]["steps"] == few["grpo_max_steps"] == 2
     assert runs["sft_wall"]["steps"] >= 1 and runs["sft_wall"]["target_seconds"] > 0

@@ -122,7 +122,7 @@ def build_tiny_vlm(
     ``rope_theta`` is the language model's RoPE base (1e6 by default). M-RoPE families (Qwen-VL)
     give an image token's row and column the lowest of its rotary frequencies, which at 1e6 barely
     turn across a few tokens; a small base (e.g. 10) lets a small model tell an image's rows and
-    columns apart without the data a real VLM is trained on (docs/learning.md, "CPU sizing").
+    columns apart more easily, without the data a real VLM is trained on.
     The result is deterministic for a given ``seed``.
     """
     if family not in FAMILIES:

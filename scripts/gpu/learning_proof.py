@@ -59,6 +59,9 @@ BASE_STARTUP_S, AFTER_BASE_S = 60, 130
 """The base run's start-up (imports, data, model) and what follows its training (held-out scores,
 saving, two rft evals, packing, a margin): the base run trains for the rest of the part's time."""
 STEP_ROUNDING = 250
+CONCURRENT_SLOWDOWN = 1.8
+"""How much slower each of the two check runs trains while they share the GPU: 0.58 s/step each, against
+0.30 s/step for the base run alone (one H200, 2026-12-02, docs/learning.md)."""
 
 
 @dataclass
@@ -71,6 +74,8 @@ class Proof:
     toy: bool
     in_process: bool
     deadline_s: float
+    sets: list[str] = field(default_factory=list)
+    """``--set`` overrides of the few-shot recipe, for every command of a few-shot part."""
     start: float = field(default_factory=time.monotonic)
     commands: list[dict] = field(default_factory=list)
 
@@ -320,7 +325,7 @@ def base_steps(proof: Proof, checks: list[dict], most: int) -> tuple[int, float 
     speeds = [c["seconds_per_step"] for c in checks if c.get("seconds_per_step")]
     if proof.toy or not speeds:
         return most, max(speeds, default=None)
-    per_step = max(speeds)  # two runs shared the GPU: an upper bound for one alone
+    per_step = max(speeds) / CONCURRENT_SLOWDOWN  # two runs shared the GPU; one alone is faster
     budget = proof.left() - BASE_STARTUP_S - AFTER_BASE_S
     return max(STEP_ROUNDING, min(most, int(budget / per_step) // STEP_ROUNDING * STEP_ROUNDING)), per_step
 
@@ -381,7 +386,7 @@ def part_fewshot(proof: Proof, n: int) -> dict:
                          f"{proof.work} only while it stays warm): learning_proof.sh base")
     runs_dir = proof.work / f"n{n}"
     shutil.rmtree(runs_dir, ignore_errors=True)
-    common = [*(TOY_FEWSHOT if proof.toy else []), f"model.path={base}", f"data.datasets[0].num_samples={n}"]
+    common = [*(TOY_FEWSHOT if proof.toy else []), f"model.path={base}", f"data.datasets[0].num_samples={n}", *proof.sets]
     recipe = load_recipe(FEWSHOT_RECIPE, common)
     steps = int(recipe.grpo["max_steps"])
     every = recipe.eval.every_steps
@@ -427,7 +432,7 @@ def part_fewshot(proof: Proof, n: int) -> dict:
         runs[name] = run_summary(runs_dir / name, proof.results / f"eval_{name}", job.seconds)
     if "sft_wall" in runs:
         runs["sft_wall"]["target_seconds"] = budget
-    return {"n": n, "grpo_max_steps": steps, "rollout": recipe.rollout.backend, "eval_base": eval_summary(proof.results / "eval_base"),
+    return {"n": n, "sets": proof.sets, "grpo_max_steps": steps, "rollout": recipe.rollout.backend, "eval_base": eval_summary(proof.results / "eval_base"),
             "runs": runs}
 
 
@@ -466,11 +471,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--in-process", action="store_true", help="run the rft commands in this process, one after another")
     parser.add_argument("--deadline", type=float, default=None,
                         help="seconds the part may take (default 530; with --toy 3600)")
+    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override a field of the few-shot recipe in every command of a few-shot part "
+                             "(SFT, GRPO and rft eval alike), e.g. 'rewards[0].kwargs.label_aware=false'")
     args = parser.parse_args(argv)
     if args.part != "base" and not re.fullmatch(r"n\d+", args.part):
         parser.error(f"part must be base or nN (n16, n64), got {args.part!r}")
     deadline = args.deadline or (3600.0 if args.toy else 530.0)
-    proof = Proof(args.part, args.work.resolve(), args.out.resolve(), args.toy, args.in_process, deadline)
+    if args.sets and args.part == "base":
+        parser.error("--set applies to the few-shot parts (n16, n64); the base part's recipe is recipes/learning/base.yaml")
+    proof = Proof(args.part, args.work.resolve(), args.out.resolve(), args.toy, args.in_process, deadline, args.sets)
     shutil.rmtree(proof.results, ignore_errors=True)
     proof.results.mkdir(parents=True)
     memory = gpu_memory_log(proof.results / "gpu_memory.csv")
