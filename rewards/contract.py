@@ -2,7 +2,7 @@
 
 Both the data layer (:mod:`rft.data`) and the rewards read it from here, and it imports neither:
 
-- :data:`TASKS` (and :data:`BOX_TASKS`, the tasks answered with boxes);
+- :data:`TASKS` (and :data:`DETECTION_TASKS`, :data:`BOX_TASKS`, the tasks answered with boxes);
 - the coordinate conventions a model answers in (:data:`COORD_FORMATS`, with the phrase a prompt uses
   for each) and the one conversion between them, :func:`convert_boxes` (as torchvision's ``box_convert``);
 - the columns a reward reads, :class:`RewardColumns` (:data:`REWARD_COLUMNS`);
@@ -23,8 +23,14 @@ from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
-TASKS: tuple[str, ...] = ("detection", "grounding", "classification", "tagging")
-BOX_TASKS: tuple[str, ...] = ("detection", "grounding")
+TASKS: tuple[str, ...] = ("detection", "visual_prompt_detection", "grounding", "classification", "tagging")
+"""Every task a row can have; the lists below are its subsets (the one place that names tasks)."""
+VISUAL_PROMPT_DETECTION = "visual_prompt_detection"
+"""Detection asked by example: the prompt shows exemplar boxes of the object (drawn on the image or
+written as coordinates), not its name; the answer is every instance, exemplars included."""
+DETECTION_TASKS: tuple[str, ...] = ("detection", VISUAL_PROMPT_DETECTION)
+"""The tasks the detection rewards and detection metrics (COCO mAP) score."""
+BOX_TASKS: tuple[str, ...] = (*DETECTION_TASKS, "grounding")
 """The tasks whose answers and ground truth are boxes (a negative sample is one with no boxes)."""
 
 MODEL_PARTS: tuple[str, ...] = ("vision", "projector", "language")

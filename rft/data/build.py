@@ -13,6 +13,10 @@ A TRL row::
      "image": "/abs/resized/file.jpg", "task": str, "solution": JSON str, "image_size": [w, h],
      "coord_format": str, "model_image_size": [w, h], "id": str, "dataset": str, "query": JSON str}
 
+A ``visual_prompt_detection`` row whose exemplars are ``drawn`` gets its own copy of the resized image
+with them outlined (:func:`rft.data.exemplars.marked_copy`); ``coordinates`` exemplars are written in the
+prompt in the row's ``coord_format`` (``pixels``: of ``model_image_size``).
+
 ``solution`` and ``query`` (what the prompt asks: the category, phrase or classes, which detection
 metrics need to count boxes on negatives) are JSON strings so that one Arrow type holds every task. ``image`` is a path:
 :func:`to_dataset` makes it an ``Image`` column, which TRL receives as a PIL image (its vLLM
@@ -34,6 +38,7 @@ import jinja2
 from tqdm.auto import tqdm
 
 from rewards.contract import dataset_features
+from rft.data.exemplars import exemplar_mode, marked_copy
 from rft.data.images import open_image, resize_to_budget, write_atomic
 from rft.data.prompts import Template, load_template, render_prompt, row_coord_format
 from rft.data.records import OnBadImage, Row, validate_row
@@ -106,7 +111,9 @@ def to_trl_rows(
         if task not in templates:
             templates[task] = load_template(task, (template_overrides or {}).get(task))
         image, model_size = resized[row["image"], tuple(row["image_size"])]
-        text = render_prompt(row, family, templates[task], coord_format)
+        if row["query"].get("exemplars") and exemplar_mode(row["query"]) == "drawn":
+            image = marked_copy(image, row["query"], row["image_size"], model_size, resized_dir)
+        text = render_prompt(row, family, templates[task], coord_format, model_size)
         out.append({
             "prompt": [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}],
             "image": image,

@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 from tqdm.auto import tqdm
 
-from rewards.contract import BOX_TASKS
+from rewards.contract import BOX_TASKS, DETECTION_TASKS
 from rft.data.answers import reference_answer
 from rft.data.build import PROGRESS_FROM
 from rft.data.images import open_image
@@ -141,7 +141,7 @@ def _categories(rows: list[Row]) -> Counter:
     counts: Counter = Counter()
     for row in rows:
         solution, query = row["solution"], row["query"]
-        if row["task"] == "detection":
+        if row["task"] in DETECTION_TASKS:
             names = {query["category"]} if query.get("category") else {str(x) for x in solution.get("labels") or []}
             counts.update(names or {"(not named)"})
         elif row["task"] == "grounding":
@@ -173,7 +173,8 @@ def _examples(rows: list[Row], spec: DatasetSpec, recipe: Recipe, geometry: Geom
         trl_like = {"task": task, "solution": row["solution"], "image_size": row["image_size"], "coord_format": fmt,
                     "model_image_size": model_size}
         examples[task] = {"id": row["id"], "image": row["image"], "model_image_size": model_size,
-                          "prompt": render_prompt(row, geometry.family, load_template(task, templates.get(task)), coord_format),
+                          "prompt": render_prompt(row, geometry.family, load_template(task, templates.get(task)), coord_format,
+                                                  model_size),
                           "answer": reference_answer(trl_like)}
     return examples
 

@@ -7,12 +7,14 @@ A row is one training sample, the ground truth the rewards read (see :mod:`rewar
      "solution": {"boxes": [[x1, y1, x2, y2], ...], "labels": ["person", ...]},
      "query": {"category": "person"}}
 
-``solution`` per task: detection/grounding ``{"boxes": [...], "labels": [...]}`` in pixels of the
-original image (no boxes: a negative, the asked-for object is absent); classification
+``solution`` per task: detection/visual_prompt_detection/grounding ``{"boxes": [...], "labels": [...]}`` in
+pixels of the original image (no boxes: a negative, the asked-for object is absent); classification
 ``{"label": str, "synonyms": [str]}``; tagging ``{"tags": [str]}``. ``query`` holds what the
-prompt needs: ``category`` (detection), ``phrase`` (grounding), ``classes`` (classification, all
-class names or None), nothing (tagging); Visual-RFT rows may carry ``problem`` (its prompt text,
-used verbatim) and ``coord_format`` (the convention that text asks for).
+prompt needs: ``category`` (detection), ``exemplars`` and ``exemplar`` (visual_prompt_detection: example
+boxes in image pixels and how the prompt shows them, :mod:`rft.data.exemplars`; its ``category`` is
+optional and not shown), ``phrase`` (grounding), ``classes`` (classification, all class names or None),
+nothing (tagging); Visual-RFT rows may carry ``problem`` (its prompt text, used verbatim) and
+``coord_format`` (the convention that text asks for).
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Literal, TypedDict
 
-from rewards.contract import BOX_TASKS, COORD_FORMATS, TASKS
+from rewards.contract import BOX_TASKS, COORD_FORMATS, TASKS, VISUAL_PROMPT_DETECTION
+from rft.data.exemplars import check_exemplars
 from rft.data.images import check_box, image_size
 from rft.errors import DataError
 
@@ -205,8 +208,12 @@ def validate_row(row: Any, where: str) -> Row:
             raise DataError(f"{where}: {len(labels)} labels for {len(boxes)} boxes")
         for box in boxes:
             check_box(box, size, where)
-        needed = "phrase" if task == "grounding" else "problem" if "problem" in query else "category"
-        get_field(query, needed, str, f"{where} query")
+        if task == VISUAL_PROMPT_DETECTION:
+            check_exemplars(query, solution, size, where)
+            get_field(query, "category", str, f"{where} query", optional=True)
+        else:
+            needed = "phrase" if task == "grounding" else "problem" if "problem" in query else "category"
+            get_field(query, needed, str, f"{where} query")
     elif task == "classification":
         get_field(solution, "label", str, f"{where} solution")
         get_strings(solution, "synonyms", f"{where} solution", optional=True)
