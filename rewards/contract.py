@@ -118,9 +118,11 @@ class RewardColumns:
 REWARD_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(RewardColumns))
 
 
-def dataset_features():
+def dataset_features(several_images: bool = False):
     """The Arrow types (``datasets.Features``) of a TRL row, the same for every task: the prompt, the
-    image, the :data:`REWARD_COLUMNS` (``solution`` as JSON text), and ``id``, ``dataset``, ``query``."""
+    image, the :data:`REWARD_COLUMNS` (``solution`` as JSON text), and ``id``, ``dataset``, ``query``.
+    With ``several_images`` the image column is ``images``, a list per row (what TRL takes for rows with
+    several images; the boxes of ``solution`` refer to the first)."""
     import datasets
 
     string, size = datasets.Value("string"), datasets.List(datasets.Value("int64"))
@@ -128,7 +130,7 @@ def dataset_features():
     assert tuple(types) == REWARD_COLUMNS
     return datasets.Features({
         "prompt": datasets.List({"role": string, "content": datasets.List({"type": string, "text": string})}),
-        "image": datasets.Image(),
+        **({"images": datasets.List(datasets.Image())} if several_images else {"image": datasets.Image()}),
         **types,
         "id": string,
         "dataset": string,

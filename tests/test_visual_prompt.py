@@ -116,7 +116,7 @@ def test_metrics_report_visual_prompt_detection_apart(tmp_path):
     ({"exemplars": []}, "needs query exemplars, a non-empty list"),
     ({"exemplars": [[350, 20, 450, 100]]}, "vp-1 query exemplar 0: box [350, 20, 450, 100] lies outside the 400x200 image"),
     ({"exemplars": [[10, 150, 30, 190]]}, "query exemplar 0 [10, 150, 30, 190] is none of the solution's boxes"),
-    ({"exemplar": "crayon"}, "query exemplar must be one of ['coordinates', 'drawn'], got 'crayon'"),
+    ({"exemplar": "crayon"}, "query exemplar must be one of ['coordinates', 'drawn', 'crop'], got 'crayon'"),
 ])
 def test_bad_exemplars_are_refused_naming_the_row(tmp_path, change, message):
     with pytest.raises(DataError, match="row vp-1") as info:

@@ -9,7 +9,10 @@ original image, each an instance of the object to find) and ``exemplar``, how th
   (:func:`exemplars_as_written`);
 - ``drawn``: outlined on the image the model sees (:data:`OUTLINE_COLOUR`, :data:`OUTLINE_WIDTH`
   pixels of the resized image, just outside the box so the object's own pixels stay as they were;
-  :func:`marked_copy`).
+  :func:`marked_copy`);
+- ``crop``: each exemplar cut out of the original image and shown as a further image after the scene,
+  resized to the pixel budget like any image (:func:`crop_copies`); the answer's boxes refer to the
+  first image, the scene.
 
 The answer is every instance of the object in the image, **the exemplars included** (as T-Rex2
 detects the prompted instances too); :func:`check_exemplars` holds rows to that.
@@ -29,10 +32,11 @@ from PIL import Image, ImageDraw
 
 from rewards.contract import from_image_pixels
 from rewards.matching import box_iou
-from rft.data.images import check_box, write_atomic
+from rft.data.images import check_box, open_image, resize_to_budget, write_atomic
 from rft.errors import DataError
+from rft.families import family_of
 
-EXEMPLAR_MODES: tuple[str, ...] = ("coordinates", "drawn")
+EXEMPLAR_MODES: tuple[str, ...] = ("coordinates", "drawn", "crop")
 """How a prompt shows its exemplars (the row's ``query["exemplar"]``)."""
 DEFAULT_EXEMPLAR = "coordinates"
 OUTLINE_COLOUR: tuple[int, int, int] = (255, 0, 255)
@@ -114,3 +118,29 @@ def marked_copy(resized: str | Path, query: Mapping[str, Any], image_size: Seque
             draw_exemplars(image, boxes).save(buffer, format="PNG")
         write_atomic(target, buffer.getvalue())
     return str(target.resolve())
+
+
+def crop_copies(source: str | Path, query: Mapping[str, Any], image_size: Sequence[int], min_pixels: int,
+                max_pixels: int, factor: int, family: str, out_dir: Path) -> list[tuple[str, list[int]]]:
+    """Each exemplar cut out of the original image ``source`` (its pixels ``floor(x1)..ceil(x2)-1``), resized
+    to the pixel budget by ``family``'s rule and written once as PNG: ``(path, [w, h] the model sees)`` each."""
+    source = Path(source)
+    stat = source.stat()
+    stamp = f"{source.resolve()}|{stat.st_mtime_ns}|{stat.st_size}"
+    out, image = [], None
+    for box in query["exemplars"]:
+        x1, y1, x2, y2 = math.floor(box[0]), math.floor(box[1]), math.ceil(box[2]), math.ceil(box[3])
+        size = list(family_of(family).model_image_size([x2 - x1, y2 - y1], factor, min_pixels, max_pixels))
+        key = hashlib.sha1(f"{stamp}|{[x1, y1, x2, y2]}".encode()).hexdigest()[:16]
+        target = out_dir / f"{source.stem}-crop-{key}-{size[0]}x{size[1]}.png"
+        if not target.is_file():
+            if image is None:
+                image = open_image(source)
+                if list(image.size) != list(image_size):
+                    raise DataError(f"{source}: image_size {list(image_size)} but the image is {image.size[0]}x{image.size[1]}")
+            buffer = io.BytesIO()
+            crop = image.crop((x1, y1, x2, y2))
+            resize_to_budget(crop, min_pixels, max_pixels, factor, family).save(buffer, format="PNG")
+            write_atomic(target, buffer.getvalue())
+        out.append((str(target.resolve()), size))
+    return out

@@ -45,6 +45,21 @@ class Row(TypedDict):
     query: dict[str, Any]
 
 
+class MultiImageRow(Row, total=False):
+    """A row with several images: ``images`` (paths, in prompt order) and their ``image_sizes``; the first
+    is ``image`` / ``image_size``, the one the boxes of ``solution`` refer to."""
+
+    images: list[str]
+    image_sizes: list[list[int]]
+
+
+def row_images(row: Row) -> list[tuple[str, list[int]]]:
+    """``(path, [w, h])`` of each image of a row, in prompt order; the first is the one its boxes refer to."""
+    if row.get("images"):
+        return list(zip(row["images"], row["image_sizes"]))
+    return [(row["image"], row["image_size"])]
+
+
 @dataclass
 class LoadReport:
     """What a loader read, and what it left out with ``on_bad_image="skip"``."""
@@ -196,9 +211,9 @@ def validate_row(row: Any, where: str) -> Row:
     task = row["task"]
     if task not in TASKS:
         raise DataError(f"{where}: task must be one of {list(TASKS)}, got {task!r}")
-    size = get_field(row, "image_size", (list, tuple), where)
-    if len(size) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size):
-        raise DataError(f"{where}: image_size must be [width, height] in positive integers, got {_short(size)}")
+    size = _image_size(get_field(row, "image_size", (list, tuple), where), "image_size", where)
+    if "images" in row:
+        _check_images(row, where)
     solution = get_field(row, "solution", dict, where)
     query = get_field(row, "query", dict, where)
     if task in BOX_TASKS:
@@ -223,6 +238,27 @@ def validate_row(row: Any, where: str) -> Row:
     if fmt is not None and fmt not in COORD_FORMATS:
         raise DataError(f"{where}: query coord_format must be one of {list(COORD_FORMATS)}, got {fmt!r}")
     return row
+
+
+def _image_size(size: Any, name: str, where: str) -> list[int] | tuple[int, ...]:
+    if len(size) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size):
+        raise DataError(f"{where}: {name} must be [width, height] in positive integers, got {_short(size)}")
+    return size
+
+
+def _check_images(row: dict, where: str) -> None:
+    """A multi-image row's ``images`` and ``image_sizes`` (:class:`MultiImageRow`)."""
+    images = get_strings(row, "images", where)
+    if not images:
+        raise DataError(f"{where}: field 'images' is an empty list; a row needs at least one image")
+    sizes = get_field(row, "image_sizes", list, where)
+    if len(sizes) != len(images):
+        raise DataError(f"{where}: {len(images)} images but {len(sizes)} image_sizes")
+    for i, size in enumerate(sizes):
+        _image_size(size if isinstance(size, (list, tuple)) else [size], f"image_sizes[{i}]", where)
+    if images[0] != row["image"] or list(sizes[0]) != list(row["image_size"]):
+        raise DataError(f"{where}: image and image_size must be the first of images and image_sizes (the image the "
+                        f"answer's boxes refer to), got {row['image']!r} and {images[0]!r}")
 
 
 def records_with_images(
