@@ -57,6 +57,7 @@ def test_rows_jsonl_and_messages_read_several_images_and_trl_rows_show_each_at_t
     (chat,), _ = load_messages(write_jsonl(tmp_path / "m.jsonl", [messages]), name="m", task="detection")
     assert chat["images"] == row["images"] and chat["image_sizes"] == row["image_sizes"]
     assert chat["solution"]["boxes"] == BOX  # pixels of the first image
+    assert chat["query"]["problem"] == "Find every patch in the first image."  # placeholders become image parts
 
     (trl,) = to_trl_rows([row], family="qwen2_5_vl", resized_dir=tmp_path / "r", **BUDGET)
     assert [p["type"] for p in trl["prompt"][0]["content"]] == ["image", "image", "text"]
@@ -105,6 +106,9 @@ def test_crop_exemplar_is_a_second_image_cut_from_the_first(tmp_path):
     assert rewards.get("detection_iou")([perfect], **columns(trl)) == [1.0]  # boxes in the first image's convention
     again = to_trl_rows([row], family="qwen2_5_vl", resized_dir=tmp_path / "r", **BUDGET)[0]
     assert again["images"] == trl["images"]  # crops written once, reused
+    two = {**row, "images": [row["image"]] * 2, "image_sizes": [row["image_size"]] * 2}
+    with pytest.raises(DataError, match="row vp: exemplar 'crop' shows the exemplars as the images after the first"):
+        to_trl_rows([two], family="qwen2_5_vl", resized_dir=tmp_path / "r", **BUDGET)
 
 
 def test_dataset_of_rows_with_several_images_decodes_each_image_once(tmp_path):
@@ -150,3 +154,27 @@ def test_dedupe_images_with_several_images_per_row_gives_equal_logits(tmp_path):
     (plain, plain_patches), (deduped, patches) = run(False), run(True)
     assert patches * 8 == plain_patches * 3  # three distinct images encoded instead of eight
     assert torch.allclose(deduped, plain, atol=1e-5, rtol=1e-5)
+
+
+def test_rft_data_decodes_every_image_of_a_row(tmp_path):
+    from rft.data.check import check_recipe
+    from rft.recipe import validate
+
+    _, second = scene(tmp_path)
+    write_jsonl(tmp_path / "rows.jsonl", [detection({"dataset": "d", "images": ["scene.png", "other.png"]})])
+    recipe = validate({"name": "two", "model": {"tiny": {"family": "qwen2_5_vl"}},
+                       "data": {"datasets": [{"name": "d", "kind": "rows_jsonl", "path": str(tmp_path / "rows.jsonl")}]},
+                       "rewards": [{"name": "detection_iou"}], "output": {"dir": str(tmp_path / "out")}})
+    summary = check_recipe(recipe, tmp_path / "out", print_fn=lambda _: None)
+    assert summary["ok"] and summary["datasets"][0]["rows"] == 1
+    second.write_bytes(second.read_bytes()[:200])  # a truncated PNG: its header reads, its pixels do not
+    summary = check_recipe(recipe, tmp_path / "out", print_fn=lambda _: None)
+    assert not summary["ok"] and "other.png: not a readable image" in summary["datasets"][0]["error"]
+
+
+def test_vllm_prompts_keep_one_image_token_per_image():
+    from rft.rollout.engine import collapse_image_runs
+
+    start, pad, end, text = 1, 7, 2, 5  # <|vision_start|> <|image_pad|> x N <|vision_end|>, twice
+    ids = [text, start, pad, pad, pad, end, start, pad, pad, end, text]
+    assert collapse_image_runs(ids, {pad}) == [text, start, pad, end, start, pad, end, text]

@@ -16,7 +16,7 @@ from rft.data.answers import reference_answer
 from rft.data.build import to_trl_rows
 from rft.data.exemplars import OUTLINE_COLOUR, draw_exemplars
 from rft.data.records import validate_row
-from rft.data.synthetic import make_shapes
+from rft.data.synthetic import make_shapes, question
 from rft.errors import DataError
 from rft.eval import metrics
 from test_data_helpers import columns, make_image
@@ -144,6 +144,9 @@ def test_synthetic_visual_prompt_rows_hold_every_instance_and_their_exemplars(tm
             outside[y1:y2, x1:x2] = False
         # at least one distractor (another shape) whenever there was room for one
         assert (image[outside] != 255).any() or len(solution["boxes"]) == 5
+    first, second = rows[0]["query"]["exemplars"]
+    assert question(rows[0]) == f"Find every shape like the ones at {first}, {second}, those included. " \
+                                "Give boxes as [x1, y1, x2, y2]."
     with pytest.raises(ValueError, match="negative_ratio"):
         make_shapes(None, 4, task=VISUAL_PROMPT_DETECTION, negative_ratio=0.5)
     with pytest.raises(ValueError, match="exemplars must be from 1 to max_objects"):

@@ -146,13 +146,15 @@ def to_trl_rows(
 
 
 def trl_images(trl_row: Mapping[str, Any]) -> list[Any]:
-    """The images of a TRL row, in prompt order (``images``, else its one ``image``)."""
-    return list(trl_row.get("images") or [trl_row["image"]])
+    """The images of a TRL row, in prompt order (``images``, else its one ``image``; none for a text-only row)."""
+    if trl_row.get("images"):
+        return list(trl_row["images"])
+    return [] if trl_row.get("image") is None else [trl_row["image"]]
 
 
 def images_per_row(trl_rows: Iterable[Mapping[str, Any]]) -> int:
     """The most images any TRL row has (1 for none): what vLLM's ``limit_mm_per_prompt`` must allow."""
-    return max((len(trl_images(r)) for r in trl_rows), default=1)
+    return max((len(trl_images(r)) for r in trl_rows), default=1) or 1
 
 
 def prompt_images(row: Row) -> int:

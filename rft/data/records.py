@@ -225,6 +225,9 @@ def validate_row(row: Any, where: str) -> Row:
             check_box(box, size, where)
         if task == VISUAL_PROMPT_DETECTION:
             check_exemplars(query, solution, size, where)
+            if query.get("exemplar") == "crop" and len(row.get("images") or []) > 1:
+                raise DataError(f"{where}: exemplar 'crop' shows the exemplars as the images after the first, so the "
+                                f"row must have one image of its own, not {len(row['images'])}")
             get_field(query, "category", str, f"{where} query", optional=True)
         else:
             needed = "phrase" if task == "grounding" else "problem" if "problem" in query else "category"

@@ -364,4 +364,9 @@ def question(row: dict) -> str:
         return f"What {kind} is this? Choose from: {', '.join(classes)}."
     if row["task"] == "detection":
         return f"Find every {query['category']}. Give boxes as [x1, y1, x2, y2], or none."
+    if row["task"] == "visual_prompt_detection":
+        boxes = query["exemplars"]
+        ones, those = ("ones", "those") if len(boxes) > 1 else ("one", "that one")
+        return (f"Find every shape like the {ones} at {', '.join(map(str, boxes))}, {those} included. "
+                "Give boxes as [x1, y1, x2, y2].")
     return f"Locate {query['phrase']}. Give its box as [x1, y1, x2, y2], or none."
