@@ -178,3 +178,14 @@ def test_vllm_prompts_keep_one_image_token_per_image():
     start, pad, end, text = 1, 7, 2, 5  # <|vision_start|> <|image_pad|> x N <|vision_end|>, twice
     ids = [text, start, pad, pad, pad, end, start, pad, pad, end, text]
     assert collapse_image_runs(ids, {pad}) == [text, start, pad, end, start, pad, end, text]
+
+
+def test_messages_image_parts_naming_several_images_make_one_row_with_them(tmp_path):
+    first, second = scene(tmp_path)
+    content = [{"type": "image", "image": "scene.png"}, {"type": "image", "image": "other.png"},
+               {"type": "text", "text": "Find every patch in the first image."}]
+    answer = json.dumps([{"bbox_2d": [100, 20, 200, 100], "label": "patch"}])
+    record = {"messages": [{"role": "user", "content": content}, {"role": "assistant", "content": answer}]}
+    (row,), _ = load_messages(write_jsonl(tmp_path / "parts.jsonl", [record]), name="m", task="detection")
+    assert row["task"] == "detection" and row["images"] == [str(first), str(second)]
+    assert row["image_sizes"] == [[400, 200], [120, 90]] and row["solution"]["boxes"] == BOX
