@@ -2,7 +2,7 @@
 
 Both the data layer (:mod:`rft.data`) and the rewards read it from here, and it imports neither:
 
-- :data:`TASKS` (and :data:`BOX_TASKS`, the tasks answered with boxes);
+- :data:`TASKS` (and :data:`DETECTION_TASKS`, :data:`BOX_TASKS`, the tasks answered with boxes);
 - the coordinate conventions a model answers in (:data:`COORD_FORMATS`, with the phrase a prompt uses
   for each) and the one conversion between them, :func:`convert_boxes` (as torchvision's ``box_convert``);
 - the columns a reward reads, :class:`RewardColumns` (:data:`REWARD_COLUMNS`);
@@ -23,8 +23,14 @@ from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
-TASKS: tuple[str, ...] = ("detection", "grounding", "classification", "tagging")
-BOX_TASKS: tuple[str, ...] = ("detection", "grounding")
+TASKS: tuple[str, ...] = ("detection", "visual_prompt_detection", "grounding", "classification", "tagging")
+"""Every task a row can have; the lists below are its subsets (the one place that names tasks)."""
+VISUAL_PROMPT_DETECTION = "visual_prompt_detection"
+"""Detection asked by example: the prompt shows exemplar boxes of the object (drawn on the image or
+written as coordinates), not its name; the answer is every instance, exemplars included."""
+DETECTION_TASKS: tuple[str, ...] = ("detection", VISUAL_PROMPT_DETECTION)
+"""The tasks the detection rewards and detection metrics (COCO mAP) score."""
+BOX_TASKS: tuple[str, ...] = (*DETECTION_TASKS, "grounding")
 """The tasks whose answers and ground truth are boxes (a negative sample is one with no boxes)."""
 
 MODEL_PARTS: tuple[str, ...] = ("vision", "projector", "language")
@@ -112,9 +118,11 @@ class RewardColumns:
 REWARD_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(RewardColumns))
 
 
-def dataset_features():
+def dataset_features(several_images: bool = False):
     """The Arrow types (``datasets.Features``) of a TRL row, the same for every task: the prompt, the
-    image, the :data:`REWARD_COLUMNS` (``solution`` as JSON text), and ``id``, ``dataset``, ``query``."""
+    image, the :data:`REWARD_COLUMNS` (``solution`` as JSON text), and ``id``, ``dataset``, ``query``.
+    With ``several_images`` the image column is ``images``, a list per row (what TRL takes for rows with
+    several images; the boxes of ``solution`` refer to the first)."""
     import datasets
 
     string, size = datasets.Value("string"), datasets.List(datasets.Value("int64"))
@@ -122,7 +130,7 @@ def dataset_features():
     assert tuple(types) == REWARD_COLUMNS
     return datasets.Features({
         "prompt": datasets.List({"role": string, "content": datasets.List({"type": string, "text": string})}),
-        "image": datasets.Image(),
+        **({"images": datasets.List(datasets.Image())} if several_images else {"image": datasets.Image()}),
         **types,
         "id": string,
         "dataset": string,

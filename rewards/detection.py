@@ -17,12 +17,11 @@ from typing import Any, Sequence
 import numpy as np
 
 from rewards.ap import COCO_IOU_THRESHOLDS, average_precision
+from rewards.contract import DETECTION_TASKS
 from rewards.inputs import box_cases
 from rewards.matching import box_iou, label_mask, match_boxes
 from rewards.parsing import NONE_PHRASES, BoxAnswer
 from rewards.registry import register
-
-DETECTION_TASKS = ("detection",)
 
 
 def _negative_score(answer: BoxAnswer) -> float:

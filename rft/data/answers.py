@@ -7,14 +7,11 @@ from __future__ import annotations
 
 import json
 
-from rewards.contract import BOX_TASKS, from_image_pixels
+from rewards.contract import BOX_TASKS, VISUAL_PROMPT_DETECTION, from_image_pixels
 from rewards.inputs import load_solution
+from rft.data.exemplars import written
 
 THINK = "<think>I look at the image.</think>"
-
-
-def _coords(values: list[float], coord_format: str) -> list[float | int]:
-    return [round(v, 3) for v in values] if coord_format == "norm1" else [int(round(v)) for v in values]
 
 
 def reference_answer(row: dict, think: str = THINK) -> str:
@@ -24,8 +21,10 @@ def reference_answer(row: dict, think: str = THINK) -> str:
     if task in BOX_TASKS:
         boxes = from_image_pixels(solution.get("boxes") or [], row["coord_format"], row["image_size"],
                                   row.get("model_image_size"))
-        labels = list(solution.get("labels") or []) + [None] * len(boxes)
-        items = [{"bbox_2d": _coords(b, row["coord_format"]), **({"label": lab} if lab else {})}
+        # a visual prompt does not name the object, so its answer does not either
+        named = task != VISUAL_PROMPT_DETECTION
+        labels = (list(solution.get("labels") or []) if named else []) + [None] * len(boxes)
+        items = [{"bbox_2d": written(b, row["coord_format"]), **({"label": lab} if lab else {})}
                  for b, lab in zip(boxes.tolist(), labels)]
         answer = json.dumps(items) if items else "No Objects"
     elif task == "classification":

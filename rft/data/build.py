@@ -13,6 +13,16 @@ A TRL row::
      "image": "/abs/resized/file.jpg", "task": str, "solution": JSON str, "image_size": [w, h],
      "coord_format": str, "model_image_size": [w, h], "id": str, "dataset": str, "query": JSON str}
 
+A row with several images (``images``, :class:`~rft.data.records.MultiImageRow`) has each resized to the
+budget on its own and one image part per image in its prompt, in order, before the text; its TRL row adds
+``"images": [paths]`` (``image`` stays the first, the one ``image_size``, ``model_image_size`` and the
+boxes refer to), and :func:`to_dataset` makes them one ``images`` list column.
+
+A ``visual_prompt_detection`` row whose exemplars are ``drawn`` gets its own copy of the resized image
+with them outlined (:func:`rft.data.exemplars.marked_copy`); ``coordinates`` exemplars are written in the
+prompt in the row's ``coord_format`` (``pixels``: of ``model_image_size``); ``crop`` exemplars become
+further images after the row's own (:func:`rft.data.exemplars.crop_copies`).
+
 ``solution`` and ``query`` (what the prompt asks: the category, phrase or classes, which detection
 metrics need to count boxes on negatives) are JSON strings so that one Arrow type holds every task. ``image`` is a path:
 :func:`to_dataset` makes it an ``Image`` column, which TRL receives as a PIL image (its vLLM
@@ -34,9 +44,10 @@ import jinja2
 from tqdm.auto import tqdm
 
 from rewards.contract import dataset_features
+from rft.data.exemplars import crop_copies, exemplar_mode, marked_copy
 from rft.data.images import open_image, resize_to_budget, write_atomic
 from rft.data.prompts import Template, load_template, render_prompt, row_coord_format
-from rft.data.records import OnBadImage, Row, validate_row
+from rft.data.records import OnBadImage, Row, row_images, validate_row
 from rft.errors import DataError
 from rft.families import family_of
 
@@ -44,6 +55,8 @@ log = logging.getLogger(__name__)
 
 TRL_FEATURES = dataset_features()
 """Arrow types of a TRL row, the same for every task (:func:`rewards.contract.dataset_features`)."""
+TRL_MULTI_IMAGE_FEATURES = dataset_features(several_images=True)
+"""The same with an ``images`` list column, for datasets where a row has several images."""
 
 _JPEG_SUFFIXES = (".jpg", ".jpeg")
 
@@ -79,7 +92,8 @@ def to_trl_rows(
     resized_dir.mkdir(parents=True, exist_ok=True)
     sources: dict[tuple[str, tuple[int, ...]], Row] = {}  # each image once, named by its first row
     for r in checked:
-        sources.setdefault((r["image"], tuple(r["image_size"])), r)
+        for path, size in row_images(r):
+            sources.setdefault((path, tuple(size)), {**r, "image": path, "image_size": size})
 
     def resize(row: Row) -> tuple[str, list[int]] | DataError:
         try:
@@ -100,15 +114,24 @@ def to_trl_rows(
     templates: dict[str, jinja2.Template] = {}
     out = []
     for row in checked:
-        if (row["image"], tuple(row["image_size"])) in bad:
+        keys = [(path, tuple(size)) for path, size in row_images(row)]
+        if any(key in bad for key in keys):
             continue
         task = row["task"]
         if task not in templates:
             templates[task] = load_template(task, (template_overrides or {}).get(task))
-        image, model_size = resized[row["image"], tuple(row["image_size"])]
-        text = render_prompt(row, family, templates[task], coord_format)
+        (image, model_size), *others = [resized[key] for key in keys]
+        mode = exemplar_mode(row["query"]) if row["query"].get("exemplars") else None
+        if mode == "drawn":
+            image = marked_copy(image, row["query"], row["image_size"], model_size, resized_dir)
+        elif mode == "crop":
+            others += crop_copies(row["image"], row["query"], row["image_size"], min_pixels, max_pixels, factor, family,
+                                  resized_dir)
+        text = render_prompt(row, family, templates[task], coord_format, model_size)
+        parts = [{"type": "image"}] * (1 + len(others)) + [{"type": "text", "text": text}]
         out.append({
-            "prompt": [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}],
+            "prompt": [{"role": "user", "content": parts}],
+            **({"images": [image, *(path for path, _ in others)]} if others else {}),
             "image": image,
             "task": task,
             "solution": json.dumps(row["solution"], ensure_ascii=False),
@@ -122,16 +145,46 @@ def to_trl_rows(
     return out
 
 
-def to_dataset(trl_rows: Iterable[dict[str, Any]], cache_decoded_images: bool = True, decoded=None) -> datasets.Dataset:
+def trl_images(trl_row: Mapping[str, Any]) -> list[Any]:
+    """The images of a TRL row, in prompt order (``images``, else its one ``image``; none for a text-only row)."""
+    if trl_row.get("images"):
+        return list(trl_row["images"])
+    return [] if trl_row.get("image") is None else [trl_row["image"]]
+
+
+def images_per_row(trl_rows: Iterable[Mapping[str, Any]]) -> int:
+    """The most images any TRL row has (1 for none): what vLLM's ``limit_mm_per_prompt`` must allow."""
+    return max((len(trl_images(r)) for r in trl_rows), default=1) or 1
+
+
+def prompt_images(row: Row) -> int:
+    """How many images the prompt of a row (not yet a TRL row) shows: its own, and a ``crop`` exemplar's crops."""
+    query = row["query"]
+    crops = len(query["exemplars"]) if query.get("exemplars") and exemplar_mode(query) == "crop" else 0
+    return len(row_images(row)) + crops
+
+
+def to_dataset(trl_rows: Iterable[dict[str, Any]], cache_decoded_images: bool = True, decoded=None,
+               several_images: bool | None = None) -> datasets.Dataset:
     """A ``datasets.Dataset`` of TRL rows with :data:`TRL_FEATURES` (``image`` decodes to PIL), each
     distinct image decoded once while it stays in a bounded cache (``decoded``, a
-    :class:`~rft.data.image_cache.DecodedImages` that datasets of the same images can share; by default a new one)."""
-    data = datasets.Dataset.from_list(list(trl_rows), features=TRL_FEATURES)
+    :class:`~rft.data.image_cache.DecodedImages` that datasets of the same images can share; by default a new one).
+
+    With ``several_images`` (None: when any row has more than one image) every row's images are one
+    ``images`` list column instead (:data:`TRL_MULTI_IMAGE_FEATURES`), which TRL takes as the prompt's images."""
+    rows = list(trl_rows)
+    several = images_per_row(rows) > 1 if several_images is None else several_images
+    column = "images" if several else "image"
+    if several:
+        rows = [{**{k: v for k, v in r.items() if k not in ("image", "images")}, "images": trl_images(r)} for r in rows]
+    data = datasets.Dataset.from_list(rows, features=TRL_MULTI_IMAGE_FEATURES if several else TRL_FEATURES)
     if not cache_decoded_images:
         return data
     from rft.data.image_cache import DecodedImages
 
-    return data.cast_column("image", datasets.Image(decode=False)).with_transform(decoded or DecodedImages())
+    undecoded = datasets.Image(decode=False)
+    return data.cast_column(column, datasets.List(undecoded) if several else undecoded).with_transform(
+        decoded or DecodedImages())
 
 
 def check_modalities(rows_by_dataset: Mapping[str, list[dict[str, Any]]], zero_stage: int) -> None:
@@ -143,9 +196,12 @@ def check_modalities(rows_by_dataset: Mapping[str, list[dict[str, Any]]], zero_s
     """
     if zero_stage != 3:
         return
-    with_images = sorted(n for n, rows in rows_by_dataset.items() if any(r.get("image") for r in rows))
-    text_only = {n: next(r.get("id", i) for i, r in enumerate(rows) if not r.get("image"))
-                 for n, rows in rows_by_dataset.items() if any(not r.get("image") for r in rows)}
+    def imaged(row: dict) -> bool:
+        return bool(row.get("image") or row.get("images"))
+
+    with_images = sorted(n for n, rows in rows_by_dataset.items() if any(imaged(r) for r in rows))
+    text_only = {n: next(r.get("id", i) for i, r in enumerate(rows) if not imaged(r))
+                 for n, rows in rows_by_dataset.items() if any(not imaged(r) for r in rows)}
     if with_images and text_only:
         first = ", ".join(f"{n!r} (first: sample {sid})" for n, sid in sorted(text_only.items()))
         raise DataError(

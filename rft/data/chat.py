@@ -136,6 +136,23 @@ def exchange(record: dict, where: str) -> Exchange:
     return Exchange(question, assistant[0], tuple(images))
 
 
+def record_images(record: dict, where: str, found: tuple[str, ...] = ()) -> tuple[str, list[str]] | None:
+    """``("images", paths)`` of a record with several images (an ``images`` list of two or more paths, or
+    as many images named in its turns), else None (:func:`one_image` reads it)."""
+    value = record.get("images")
+    if isinstance(value, list):
+        if not value:
+            raise DataError(f"{where}: field 'images' is an empty list; a sample needs at least one image")
+        if len(value) > 1:
+            if not all(isinstance(v, str) and v.strip() for v in value):
+                raise DataError(f"{where}: field 'images' must be a list of image paths, got {value!r}"[:300])
+            return "images", list(value)
+        return None
+    if value is None and record.get("image") is None and len(found) > 1:
+        return "conversations", list(found)
+    return None
+
+
 def one_image(record: dict, where: str, found: tuple[str, ...] = (), fields: tuple[str, ...] = ("image", "images")
               ) -> tuple[str, str]:
     """``(field, path)`` of the one image of a record: from the first of ``fields`` present (a

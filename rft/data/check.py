@@ -21,12 +21,12 @@ from typing import Any, Callable
 
 from tqdm.auto import tqdm
 
-from rewards.contract import BOX_TASKS
+from rewards.contract import BOX_TASKS, DETECTION_TASKS
 from rft.data.answers import reference_answer
 from rft.data.build import PROGRESS_FROM
 from rft.data.images import open_image
 from rft.data.prompts import load_template, render_prompt, row_coord_format
-from rft.data.records import LoadReport, Row, validate_row
+from rft.data.records import LoadReport, Row, row_images, validate_row
 from rft.data.sources import dataset_rows_and_report, template_fields
 from rft.errors import DataError, RftError
 from rft.families import family_of
@@ -86,7 +86,7 @@ def check_dataset(spec: DatasetSpec, recipe: Recipe, geometry: Geometry, out: Pa
     bad = _undecodable(rows)
     if bad and recipe.data.on_bad_image == "error":
         raise DataError(next(iter(bad.values())))
-    rows = [r for r in rows if r["image"] not in bad]
+    rows = [r for r in rows if not any(path in bad for path, _ in row_images(r))]
     model = recipe.model
     sizes = Counter(tuple(r["image_size"]) for r in rows)
     resized = {}
@@ -115,10 +115,12 @@ def check_dataset(spec: DatasetSpec, recipe: Recipe, geometry: Geometry, out: Pa
 
 
 def _undecodable(rows: list[Row]) -> dict[str, str]:
-    """Per image that does not decode, or whose size is not its row's: ``"row <id>: <image>: <reason>"``."""
+    """Per image that does not decode, or whose size is not its row's: ``"row <id>: <image>: <reason>"`` (every
+    image of a row with several)."""
     first: dict[str, Row] = {}
     for row in rows:
-        first.setdefault(row["image"], row)
+        for path, size in row_images(row):
+            first.setdefault(path, {**row, "image": path, "image_size": size})
 
     def check(row: Row) -> str | None:
         try:
@@ -141,7 +143,7 @@ def _categories(rows: list[Row]) -> Counter:
     counts: Counter = Counter()
     for row in rows:
         solution, query = row["solution"], row["query"]
-        if row["task"] == "detection":
+        if row["task"] in DETECTION_TASKS:
             names = {query["category"]} if query.get("category") else {str(x) for x in solution.get("labels") or []}
             counts.update(names or {"(not named)"})
         elif row["task"] == "grounding":
@@ -173,7 +175,8 @@ def _examples(rows: list[Row], spec: DatasetSpec, recipe: Recipe, geometry: Geom
         trl_like = {"task": task, "solution": row["solution"], "image_size": row["image_size"], "coord_format": fmt,
                     "model_image_size": model_size}
         examples[task] = {"id": row["id"], "image": row["image"], "model_image_size": model_size,
-                          "prompt": render_prompt(row, geometry.family, load_template(task, templates.get(task)), coord_format),
+                          "prompt": render_prompt(row, geometry.family, load_template(task, templates.get(task)), coord_format,
+                                                  model_size),
                           "answer": reference_answer(trl_like)}
     return examples
 

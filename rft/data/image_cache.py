@@ -33,7 +33,7 @@ def _pixel_bytes(image: Image.Image) -> int:
 
 class DecodedImages:
     """A ``datasets`` transform (``Dataset.with_transform``): the ``image`` column's ``{"path", "bytes"}``
-    values become PIL images, each file decoded once while it stays among the ``max_bytes`` of
+    values (or each of the ``images`` column's lists) become PIL images, each file decoded once while it stays among the ``max_bytes`` of
     most recently used decoded pixels."""
 
     def __init__(self, max_bytes: int = 1 << 30):
@@ -44,6 +44,8 @@ class DecodedImages:
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
         if "image" in batch:
             batch["image"] = [self.get(v) for v in batch["image"]]
+        if "images" in batch:  # rows with several images: a list per row
+            batch["images"] = [None if vs is None else [self.get(v) for v in vs] for vs in batch["images"]]
         return batch
 
     def get(self, value: dict[str, Any] | None) -> Image.Image | None:

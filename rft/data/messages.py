@@ -7,7 +7,8 @@ The ``messages`` + ``images`` layout of LLaMA-Factory's sharegpt format and ms-s
      "images": ["images/1.jpg"]}
 
 (``conversations`` with ``from``/``value`` turns reads the same; see :mod:`rft.data.chat` for
-turns, images and answer styles). Box answers are in pixels of the original image unless
+turns, images and answer styles). A record with several ``images`` (or turns naming several) makes a row
+with several images, shown in order before the question; its boxes refer to the first image. Box answers are in pixels of the original image unless
 ``coords`` says otherwise (``(x1,y1),(x2,y2)`` answers are Qwen2-VL's 0..1000).
 
 Tasks come from the answers: box answers make grounding rows when every box answer of the file has
@@ -28,7 +29,7 @@ from typing import Callable, Iterator
 from rewards.contract import BOX_TASKS
 from rft.data.chat import (
     Answer, asks_for_boxes, category_in, check_coords, compile_category_pattern, exchange, image_base, one_image, read_answer,
-    referring_phrase,
+    record_images, referring_phrase,
 )
 from rft.data.records import (
     LoadReport, OnBadImage, Row, check_policy, checked_image, finish, get_field, image_path, read_records,
@@ -47,23 +48,31 @@ class ChatSample:
     size: list[int]
     question: str
     answer: Answer
+    more_images: tuple[tuple[str, list[int]], ...] = ()
+    """The images after the first (path, size), for records with several; the answer's boxes refer to the first."""
 
 
 def chat_sample(
     number: int, where: str, record: dict, name: str, base: Path, coords: str | None, on_bad_image: OnBadImage,
-    report: LoadReport, image_fields: tuple[str, ...] = ("images", "image"),
+    report: LoadReport, image_fields: tuple[str, ...] = ("images", "image"), several_images: bool = False,
 ) -> Iterator[ChatSample]:
-    """The :class:`ChatSample` of one record (none when its image is skipped); ids ``"{name}:{id}"``,
-    else ``"{name}:{number}"``."""
+    """The :class:`ChatSample` of one record (none when an image of it is skipped); ids ``"{name}:{id}"``,
+    else ``"{name}:{number}"``. With ``several_images`` a record may have more than one image."""
     turns = exchange(record, where)
-    field, value = one_image(record, where, turns.images, image_fields)
-    file = image_path(value, base, where, field)
-    size = checked_image(file, where, report, on_bad_image)
-    if size is None:
+    several = record_images(record, where, turns.images) if several_images else None
+    if several is not None:
+        field, values = several
+    else:
+        field, value = one_image(record, where, turns.images, image_fields)
+        values = [value]
+    files = [image_path(v, base, where, field) for v in values]
+    sizes = [checked_image(f, where, report, on_bad_image) for f in files]
+    if any(size is None for size in sizes):
         return
     key = get_field(record, "id", (str, int), where, optional=True)
-    answer = read_answer(turns.answer, size, f"{where} assistant turn", coords=coords)
-    yield ChatSample(f"{name}:{number if key is None else key}", where, record, str(file), size, turns.question, answer)
+    answer = read_answer(turns.answer, sizes[0], f"{where} assistant turn", coords=coords)
+    yield ChatSample(f"{name}:{number if key is None else key}", where, record, str(files[0]), sizes[0], turns.question,
+                     answer, tuple((str(f), s) for f, s in zip(files[1:], sizes[1:])))
 
 
 def chat_rows(
@@ -103,6 +112,9 @@ def chat_rows(
                     query["coord_format"] = convention  # the question was written for that convention
                 row.update(task="detection", solution={"boxes": boxes, "labels": labels if any(labels) else []},
                            query=query)
+        if s.more_images:
+            row.update(images=[s.image, *(p for p, _ in s.more_images)],
+                       image_sizes=[s.size, *(size for _, size in s.more_images)])
         rows.append(row)
     return rows
 
@@ -119,8 +131,9 @@ def load_messages(
 ) -> tuple[list[Row], LoadReport]:
     """Rows from a JSON list or JSONL file of ``messages`` (or ``conversations``) + ``images``
     records (module docstring). Relative image paths resolve against ``image_root``, else the
-    file's folder."""
-    return load_conversation_file(path, name, image_root, task, coords, category_pattern, on_bad_image)
+    file's folder. A record with several images makes a row with several (its boxes refer to the first)."""
+    return load_conversation_file(path, name, image_root, task, coords, category_pattern, on_bad_image,
+                                  several_images=True)
 
 
 OtherRecord = Callable[[int, str, dict, str, Path, OnBadImage, LoadReport], "Row | None"]
@@ -130,9 +143,10 @@ OtherRecord = Callable[[int, str, dict, str, Path, OnBadImage, LoadReport], "Row
 def load_conversation_file(
     path: str | Path, name: str, image_root: str | Path | None, task: str | None, coords: str | None,
     category_pattern: str | None, on_bad_image: OnBadImage, other: OtherRecord | None = None,
-    image_fields: tuple[str, ...] = ("images", "image"),
+    image_fields: tuple[str, ...] = ("images", "image"), several_images: bool = False,
 ) -> tuple[list[Row], LoadReport]:
-    """Rows of a file of conversation records (and of other records, read by ``other``, first)."""
+    """Rows of a file of conversation records (and of other records, read by ``other``, first); records may
+    have several images with ``several_images``."""
     check_policy(on_bad_image)
     check_coords(coords)
     if task is not None and task not in (*BOX_TASKS, "classification"):
@@ -142,7 +156,8 @@ def load_conversation_file(
     report, others, samples = LoadReport(str(path)), [], []
     for number, where, record in read_records(path):
         if other is None or "conversations" in record or "messages" in record:
-            samples += chat_sample(number, where, record, name, base, coords, on_bad_image, report, image_fields)
+            samples += chat_sample(number, where, record, name, base, coords, on_bad_image, report, image_fields,
+                                   several_images)
         elif (row := other(number, where, record, name, base, on_bad_image, report)) is not None:
             others.append(row)
     chat_task = task if task in BOX_TASKS else None

@@ -1,7 +1,9 @@
 """Prompt templates per task: Jinja2 files in ``rft/templates/<task>.jinja``, overridable.
 
-A template sees ``query`` (the row's query), ``task``, ``family``, ``coord_format`` and ``coords``
-(how to write coordinates in that convention, ``rewards.contract.COORD_PHRASES``), and nothing else: templates
+A template sees ``query`` (the row's query), ``task``, ``family``, ``coord_format``, ``coords``
+(how to write coordinates in that convention, ``rewards.contract.COORD_PHRASES``) and ``exemplars``
+(a ``visual_prompt_detection`` row's example boxes written in that convention, :mod:`rft.data.exemplars`;
+``[]`` for other rows), and nothing else: templates
 render in Jinja's immutable sandbox with no globals, so a recipe's template cannot reach Python
 objects (``cycler.__init__.__globals__``...) or run code. Undefined variables are errors, and
 :func:`template_problems` finds the variables and unsafe attributes a template reaches for before
@@ -13,7 +15,7 @@ it, or 0..1000), "No Objects" when the object is absent, and think/answer tags.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import jinja2
 import jinja2.meta
@@ -21,12 +23,13 @@ import jinja2.nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from rewards.contract import COORD_PHRASES
+from rft.data.exemplars import exemplars_as_written
 from rft.errors import RecipeError
 from rft.families import family_of
 
 Template = str | Path | jinja2.Template
 
-TEMPLATE_VARIABLES = ("query", "task", "family", "coord_format", "coords")
+TEMPLATE_VARIABLES = ("query", "task", "family", "coord_format", "coords", "exemplars")
 """The only names a prompt template sees."""
 
 _ENV = ImmutableSandboxedEnvironment(
@@ -108,9 +111,12 @@ def template_problems(task: str, template: str | Path, field: str) -> list[str]:
 
 def render_prompt(
     row: Mapping[str, Any], family: str, template: Template | None = None, coord_format: str | None = None,
+    model_image_size: Sequence[int] | None = None,
 ) -> str:
     """The user text of a row's prompt (see :func:`load_template` for ``template`` and
-    :func:`row_coord_format` for the coordinate convention it asks for)."""
+    :func:`row_coord_format` for the coordinate convention it asks for). ``model_image_size`` is the
+    size the model sees the image at, which exemplars written in ``pixels`` refer to (None: the row's
+    ``image_size``, the image unresized)."""
     compiled = load_template(row["task"], template)
     fmt = row_coord_format(row, family, coord_format)
     if fmt not in COORD_PHRASES:
@@ -118,6 +124,7 @@ def render_prompt(
     try:
         text = compiled.render(
             query=row["query"], task=row["task"], family=family, coord_format=fmt, coords=COORD_PHRASES[fmt],
+            exemplars=_exemplars(row, fmt, model_image_size),
         )
     except jinja2.UndefinedError as exc:
         raise RecipeError(f"prompt template {compiled.name} for row {row.get('id')}: {exc.message}") from None
@@ -125,3 +132,9 @@ def render_prompt(
         raise RecipeError(f"prompt template {compiled.name} for row {row.get('id')}: refused by the sandbox ({exc}); "
                           f"a template sees only {', '.join(TEMPLATE_VARIABLES)}") from None
     return text.strip()
+
+
+def _exemplars(row: Mapping[str, Any], fmt: str, model_image_size: Sequence[int] | None) -> list[list[float | int]]:
+    if not row["query"].get("exemplars"):
+        return []
+    return exemplars_as_written(row["query"], row["image_size"], fmt, model_image_size)

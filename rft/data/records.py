@@ -7,12 +7,14 @@ A row is one training sample, the ground truth the rewards read (see :mod:`rewar
      "solution": {"boxes": [[x1, y1, x2, y2], ...], "labels": ["person", ...]},
      "query": {"category": "person"}}
 
-``solution`` per task: detection/grounding ``{"boxes": [...], "labels": [...]}`` in pixels of the
-original image (no boxes: a negative, the asked-for object is absent); classification
+``solution`` per task: detection/visual_prompt_detection/grounding ``{"boxes": [...], "labels": [...]}`` in
+pixels of the original image (no boxes: a negative, the asked-for object is absent); classification
 ``{"label": str, "synonyms": [str]}``; tagging ``{"tags": [str]}``. ``query`` holds what the
-prompt needs: ``category`` (detection), ``phrase`` (grounding), ``classes`` (classification, all
-class names or None), nothing (tagging); Visual-RFT rows may carry ``problem`` (its prompt text,
-used verbatim) and ``coord_format`` (the convention that text asks for).
+prompt needs: ``category`` (detection), ``exemplars`` and ``exemplar`` (visual_prompt_detection: example
+boxes in image pixels and how the prompt shows them, :mod:`rft.data.exemplars`; its ``category`` is
+optional and not shown), ``phrase`` (grounding), ``classes`` (classification, all class names or None),
+nothing (tagging); Visual-RFT rows may carry ``problem`` (its prompt text, used verbatim) and
+``coord_format`` (the convention that text asks for).
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Literal, TypedDict
 
-from rewards.contract import BOX_TASKS, COORD_FORMATS, TASKS
+from rewards.contract import BOX_TASKS, COORD_FORMATS, TASKS, VISUAL_PROMPT_DETECTION
+from rft.data.exemplars import check_exemplars
 from rft.data.images import check_box, image_size
 from rft.errors import DataError
 
@@ -40,6 +43,21 @@ class Row(TypedDict):
     image_size: list[int]
     solution: dict[str, Any]
     query: dict[str, Any]
+
+
+class MultiImageRow(Row, total=False):
+    """A row with several images: ``images`` (paths, in prompt order) and their ``image_sizes``; the first
+    is ``image`` / ``image_size``, the one the boxes of ``solution`` refer to."""
+
+    images: list[str]
+    image_sizes: list[list[int]]
+
+
+def row_images(row: Row) -> list[tuple[str, list[int]]]:
+    """``(path, [w, h])`` of each image of a row, in prompt order; the first is the one its boxes refer to."""
+    if row.get("images"):
+        return list(zip(row["images"], row["image_sizes"]))
+    return [(row["image"], row["image_size"])]
 
 
 @dataclass
@@ -193,9 +211,9 @@ def validate_row(row: Any, where: str) -> Row:
     task = row["task"]
     if task not in TASKS:
         raise DataError(f"{where}: task must be one of {list(TASKS)}, got {task!r}")
-    size = get_field(row, "image_size", (list, tuple), where)
-    if len(size) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size):
-        raise DataError(f"{where}: image_size must be [width, height] in positive integers, got {_short(size)}")
+    size = _image_size(get_field(row, "image_size", (list, tuple), where), "image_size", where)
+    if "images" in row:
+        _check_images(row, where)
     solution = get_field(row, "solution", dict, where)
     query = get_field(row, "query", dict, where)
     if task in BOX_TASKS:
@@ -205,8 +223,15 @@ def validate_row(row: Any, where: str) -> Row:
             raise DataError(f"{where}: {len(labels)} labels for {len(boxes)} boxes")
         for box in boxes:
             check_box(box, size, where)
-        needed = "phrase" if task == "grounding" else "problem" if "problem" in query else "category"
-        get_field(query, needed, str, f"{where} query")
+        if task == VISUAL_PROMPT_DETECTION:
+            check_exemplars(query, solution, size, where)
+            if query.get("exemplar") == "crop" and len(row.get("images") or []) > 1:
+                raise DataError(f"{where}: exemplar 'crop' shows the exemplars as the images after the first, so the "
+                                f"row must have one image of its own, not {len(row['images'])}")
+            get_field(query, "category", str, f"{where} query", optional=True)
+        else:
+            needed = "phrase" if task == "grounding" else "problem" if "problem" in query else "category"
+            get_field(query, needed, str, f"{where} query")
     elif task == "classification":
         get_field(solution, "label", str, f"{where} solution")
         get_strings(solution, "synonyms", f"{where} solution", optional=True)
@@ -216,6 +241,27 @@ def validate_row(row: Any, where: str) -> Row:
     if fmt is not None and fmt not in COORD_FORMATS:
         raise DataError(f"{where}: query coord_format must be one of {list(COORD_FORMATS)}, got {fmt!r}")
     return row
+
+
+def _image_size(size: Any, name: str, where: str) -> list[int] | tuple[int, ...]:
+    if len(size) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size):
+        raise DataError(f"{where}: {name} must be [width, height] in positive integers, got {_short(size)}")
+    return size
+
+
+def _check_images(row: dict, where: str) -> None:
+    """A multi-image row's ``images`` and ``image_sizes`` (:class:`MultiImageRow`)."""
+    images = get_strings(row, "images", where)
+    if not images:
+        raise DataError(f"{where}: field 'images' is an empty list; a row needs at least one image")
+    sizes = get_field(row, "image_sizes", list, where)
+    if len(sizes) != len(images):
+        raise DataError(f"{where}: {len(images)} images but {len(sizes)} image_sizes")
+    for i, size in enumerate(sizes):
+        _image_size(size if isinstance(size, (list, tuple)) else [size], f"image_sizes[{i}]", where)
+    if images[0] != row["image"] or list(sizes[0]) != list(row["image_size"]):
+        raise DataError(f"{where}: image and image_size must be the first of images and image_sizes (the image the "
+                        f"answer's boxes refer to), got {row['image']!r} and {images[0]!r}")
 
 
 def records_with_images(

@@ -14,6 +14,11 @@ Tasks:
   ``shapes`` (and colours over ``colours`` with ``label="colour"``).
 - ``detection``: ``min_objects``..``max_objects`` non-overlapping shapes; the query is a category
   (a shape name) and the solution holds the pixel boxes of every instance of it.
+- ``visual_prompt_detection``: one shape in ``exemplars``..``max_objects`` instances (of any colours) among
+  distractors of other shapes (``min_objects``..``max_objects`` shapes in all, at least one distractor when
+  there is room); the query gives ``exemplars`` of the instances as boxes (how the prompt shows them:
+  ``exemplar``, :mod:`rft.data.exemplars`) and the category, which the default prompt does not name;
+  the solution holds every instance, the exemplars included. No negatives.
 - ``grounding``: like detection, the query is a phrase ("the red circle") naming exactly one shape.
 
 For detection and grounding, a ``negative_ratio`` share of the rows (exactly ``round(n * ratio)``)
@@ -40,9 +45,10 @@ from typing import Any, Iterable, Sequence
 
 from PIL import Image, ImageColor, ImageDraw
 
+from rft.data.exemplars import DEFAULT_EXEMPLAR, EXEMPLAR_MODES
 from rft.models.tiny import COLOURS, SHAPES
 
-TASKS = ("classification", "detection", "grounding")
+TASKS = ("classification", "detection", "visual_prompt_detection", "grounding")
 LABELS = ("shape", "colour", "colour_shape")
 DEFAULT_SHAPES = ("circle", "square", "triangle", "star")
 BACKGROUND = "white"
@@ -196,6 +202,22 @@ def _detection(negative: bool, rng: random.Random, size: int, shapes: Sequence[s
     return _render(size, background, [o[:3] for o in objects]), solution, {"category": category}
 
 
+def _visual_prompt(rng: random.Random, size: int, shapes: Sequence[str], colours: list[str], background: str,
+                   n_objects: int, scale: tuple[float, float], others: Sequence[str], n_exemplars: int,
+                   exemplar: str) -> tuple[Image.Image, dict, dict]:
+    category = rng.choice(shapes)
+    n_objects = max(n_objects, n_exemplars)
+    instances = rng.randint(n_exemplars, max(n_exemplars, n_objects - 1))
+    objects = _scene(rng, size, others, colours, n_objects - instances, scale, exclude=(category, None))
+    for _ in range(instances):
+        frame, box = _place(category, rng, size, scale, [o[3] for o in objects])
+        objects.insert(rng.randrange(len(objects) + 1), (category, rng.choice(colours), frame, box))
+    hits = [o[3] for o in objects if o[0] == category]
+    solution = {"boxes": hits, "labels": [category] * len(hits)}
+    query = {"category": category, "exemplars": rng.sample(hits, n_exemplars), "exemplar": exemplar}
+    return _render(size, background, [o[:3] for o in objects]), solution, query
+
+
 def _grounding(negative: bool, rng: random.Random, size: int, shapes: Sequence[str], colours: list[str],
                background: str, n_objects: int, scale: tuple[float, float],
                others: Sequence[str]) -> tuple[Image.Image, dict, dict]:
@@ -229,6 +251,8 @@ def make_shapes(
     scale: tuple[float, float] | None = None,
     distractors: Sequence[str] | None = None,
     dataset: str | None = None,
+    exemplars: int = 1,
+    exemplar: str = DEFAULT_EXEMPLAR,
 ) -> list[dict]:
     """``n`` rows of synthetic shapes for ``task``; written to ``out_dir`` unless it is None.
 
@@ -241,13 +265,19 @@ def make_shapes(
     ``distractors`` (detection, grounding) are the shapes the other objects of an image are drawn
     from (default: ``shapes``): with ``shapes`` novel categories and ``distractors`` base ones, a
     positive image holds one novel shape among base shapes and a negative only base shapes.
+    ``exemplars`` (visual_prompt_detection) is how many instances the query gives as examples, and
+    ``exemplar`` how the prompt shows them (``coordinates`` or ``drawn``, :data:`rft.data.exemplars.EXEMPLAR_MODES`).
     """
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
     if label not in LABELS:
         raise ValueError(f"label must be one of {LABELS}, got {label!r}")
-    if not 0.0 <= negative_ratio <= 1.0 or (negative_ratio and task == "classification"):
-        raise ValueError("negative_ratio must be in [0, 1], and 0 for classification")
+    if not 0.0 <= negative_ratio <= 1.0 or (negative_ratio and task in ("classification", "visual_prompt_detection")):
+        raise ValueError("negative_ratio must be in [0, 1], and 0 for classification and visual_prompt_detection")
+    if exemplar not in EXEMPLAR_MODES:
+        raise ValueError(f"exemplar must be one of {EXEMPLAR_MODES}, got {exemplar!r}")
+    if not 1 <= exemplars <= max_objects:
+        raise ValueError(f"exemplars must be from 1 to max_objects ({max_objects}), got {exemplars}")
     unknown = [s for s in shapes if s not in SHAPES]
     if unknown or not shapes:
         raise ValueError(f"shapes must be a non-empty subset of {SHAPES}, got {list(shapes)}")
@@ -264,8 +294,8 @@ def make_shapes(
         if unknown or not others or task == "classification":
             raise ValueError(f"distractors must be a non-empty subset of {SHAPES} (detection and grounding only), "
                              f"got {others}")
-    if task == "detection" and (negative_ratio > 0 or max_objects > 1) and any(not set(others) - {c} for c in shapes):
-        raise ValueError("detection with negatives or distractors needs at least two shapes")
+    if task.endswith("detection") and (negative_ratio > 0 or max_objects > 1) and any(not set(others) - {c} for c in shapes):
+        raise ValueError(f"{task} with negatives or distractors needs at least two shapes")
 
     dataset = dataset or f"shapes-{task}"
     rng = random.Random(f"rft-shapes:{seed}:{split}:{task}")  # str seeds are hashed with SHA-512: stable
@@ -287,6 +317,10 @@ def make_shapes(
             colours_i = [colour_of[i]] if colour_of else pool
             img, solution, query = _classification(rng, labels[i], image_size, colours_i, background, label, classes,
                                                    scale or _CLS_SIZE)
+        elif task == "visual_prompt_detection":
+            img, solution, query = _visual_prompt(rng, image_size, shapes, pool, background,
+                                                  rng.randint(min_objects, max_objects), scale or _BOX_SIZE, others,
+                                                  exemplars, exemplar)
         else:
             count = rng.randint(min_objects, max_objects)
             maker = _detection if task == "detection" else _grounding
@@ -330,4 +364,9 @@ def question(row: dict) -> str:
         return f"What {kind} is this? Choose from: {', '.join(classes)}."
     if row["task"] == "detection":
         return f"Find every {query['category']}. Give boxes as [x1, y1, x2, y2], or none."
+    if row["task"] == "visual_prompt_detection":
+        boxes = query["exemplars"]
+        ones, those = ("ones", "those") if len(boxes) > 1 else ("one", "that one")
+        return (f"Find every shape like the {ones} at {', '.join(map(str, boxes))}, {those} included. "
+                "Give boxes as [x1, y1, x2, y2].")
     return f"Locate {query['phrase']}. Give its box as [x1, y1, x2, y2], or none."

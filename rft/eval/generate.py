@@ -7,13 +7,14 @@ import json
 import torch
 
 from rewards.contract import REWARD_COLUMNS
+from rft.data.build import trl_images
 from rft.data.images import open_image
 
 
 @torch.no_grad()
 def generate_answers(model, processor, rows: list[dict], banned_ids: list[int], max_new_tokens: int = 64,
                      batch_size: int = 16) -> list[str]:
-    """Greedy completions for TRL rows (``prompt`` + ``image``), in order."""
+    """Greedy completions for TRL rows (``prompt`` + ``image``, or ``images``), in order."""
     tokenizer = processor.tokenizer
     was_training = model.training
     model.eval()
@@ -21,7 +22,7 @@ def generate_answers(model, processor, rows: list[dict], banned_ids: list[int], 
     for start in range(0, len(rows), batch_size):
         chunk = rows[start: start + batch_size]
         texts = [processor.apply_chat_template(r["prompt"], add_generation_prompt=True, tokenize=False) for r in chunk]
-        images = [[open_image(r["image"])] for r in chunk]
+        images = [[open_image(path) for path in trl_images(r)] for r in chunk]
         inputs = processor(text=texts, images=images, padding=True, padding_side="left", return_tensors="pt").to(model.device)
         out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
                              suppress_tokens=banned_ids or None, pad_token_id=tokenizer.pad_token_id)

@@ -10,7 +10,7 @@ from typing import Any, Callable, ContextManager
 
 from transformers import TrainerCallback
 
-from rewards.contract import BOX_TASKS
+from rewards.contract import BOX_TASKS, VISUAL_PROMPT_DETECTION
 from rft.eval import metrics
 from rft.eval.generate import generate_answers, mean_reward, scored_samples
 from rft.processes import shared_map
@@ -23,7 +23,8 @@ def format_scores(scores: dict[str, float]) -> str:
 
 def box_metric_scores(rows: list[dict], answers: list[str], protocol: metrics.Protocol = "full") -> dict[str, float]:
     """Scores of the detection and grounding rows' answers, as rft eval reports them:
-    ``eval/mAP``, ``eval/AP50`` (pycocotools), ``eval/negatives_correct``, ``eval/false_positive_rate``
+    ``eval/mAP``, ``eval/AP50`` (pycocotools; text-prompt detection, and ``eval/visual_prompt_mAP``,
+    ``eval/visual_prompt_AP50`` when there are visual-prompt rows), ``eval/negatives_correct``, ``eval/false_positive_rate``
     (on rows without a ground-truth box), ``eval/grounding_acc50`` and ``eval/parse_failures`` (share
     of answers with no answer block or one that did not parse). Empty without such rows."""
     samples = [s for s in scored_samples(rows, answers) if s["task"] in BOX_TASKS]
@@ -39,6 +40,9 @@ def box_metric_scores(rows: list[dict], answers: list[str], protocol: metrics.Pr
         "eval/grounding_acc50": report.get("grounding", {}).get("acc@0.5", math.nan),
         "eval/parse_failures": (failures["no_answer"] + failures["unparsed"]) / failures["n"],
     }
+    if VISUAL_PROMPT_DETECTION in report:
+        scores["eval/visual_prompt_mAP"] = report[VISUAL_PROMPT_DETECTION]["mAP"]
+        scores["eval/visual_prompt_AP50"] = report[VISUAL_PROMPT_DETECTION]["AP50"]
     return scores
 
 

@@ -23,7 +23,7 @@ from pycocotools.cocoeval import COCOeval
 
 from rewards.classification import score_classification
 from rewards.grounding import score_grounding
-from rewards.contract import BOX_TASKS, REWARD_COLUMNS, TASKS
+from rewards.contract import BOX_TASKS, DETECTION_TASKS, REWARD_COLUMNS, TASKS
 from rewards.inputs import Sample, iter_samples, load_solution, read_box_answers
 from rewards.negative import score_negative_sample
 from rewards.parsing import NONE_PHRASES, BoxAnswer, extract_answer, normalize_text, parse_list
@@ -270,12 +270,14 @@ def evaluate(
     samples: Sequence[dict], *, protocol: Protocol = "full", classes: Sequence[str] | None = None,
     none_phrases: Sequence[str] = NONE_PHRASES,
 ) -> dict[str, Any]:
-    """Every metric that applies, by task: only the sections of the tasks present are returned."""
+    """Every metric that applies, by task: only the sections of the tasks present are returned (each of
+    :data:`~rewards.contract.DETECTION_TASKS` in its own section: ``detection``, ``visual_prompt_detection``)."""
     groups = _by_task(samples)
-    box_samples = groups.get("detection", []) + groups.get("grounding", [])
+    box_samples = [s for task in BOX_TASKS for s in groups.get(task, [])]
     report: dict[str, Any] = {}
-    if "detection" in groups:
-        report["detection"] = detection_metrics(groups["detection"], protocol=protocol, none_phrases=none_phrases)
+    for task in DETECTION_TASKS:
+        if task in groups:
+            report[task] = detection_metrics(groups[task], protocol=protocol, none_phrases=none_phrases)
     if box_samples:
         report["negatives"] = negative_metrics(box_samples, none_phrases)
     if "grounding" in groups:

@@ -42,8 +42,9 @@ def vllm_dtype(model: ModelSection, cuda: bool = True) -> str:
 def engine_options(model: ModelSection, family: str, images_per_prompt: int = 1, cuda: bool = True) -> dict[str, Any]:
     """``vllm.LLM`` keyword arguments that make rollouts see the policy as the trainer does: its dtype,
     the recipe's pixel budget (for families whose vLLM processor takes it, :meth:`Family.vllm_options
-    <rft.families.base.Family.vllm_options>`), and one image per prompt (which also keeps vLLM's memory
-    profiling from reserving room for many images). ``family`` is the model's ``config.model_type``."""
+    <rft.families.base.Family.vllm_options>`), and ``images_per_prompt`` images per prompt at most (the most a
+    training row has: :func:`rft.data.build.images_per_row`; few, so vLLM's memory profiling does not reserve
+    room for many images). ``family`` is the model's ``config.model_type``."""
     options: dict[str, Any] = {"dtype": vllm_dtype(model, cuda), "limit_mm_per_prompt": {"image": images_per_prompt}}
     return options | family_of(family).vllm_options(model.min_pixels, model.max_pixels)
 

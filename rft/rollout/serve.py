@@ -34,12 +34,13 @@ def model_family(model: str) -> str:
     return AutoConfig.from_pretrained(model).model_type
 
 
-def serve_command(recipe: Recipe, model: str, family: str) -> list[str]:
-    """The ``vllm serve`` command line (starting with the Python executable) for ``recipe``."""
+def serve_command(recipe: Recipe, model: str, family: str, images_per_prompt: int = 1) -> list[str]:
+    """The ``vllm serve`` command line (starting with the Python executable) for ``recipe``, whose prompts
+    hold up to ``images_per_prompt`` images (:func:`recipe_images_per_prompt`)."""
     from trl.scripts.vllm_serve import ScriptArguments, build_command
 
     roll = recipe.rollout
-    options = engine_options(recipe.model, family)
+    options = engine_options(recipe.model, family, images_per_prompt)
     args = ScriptArguments(
         model=model, tensor_parallel_size=roll.tensor_parallel_size, host=roll.server_host, port=roll.server_port,
         gpu_memory_utilization=roll.gpu_memory_utilization, dtype=options.pop("dtype"),
@@ -51,10 +52,21 @@ def serve_command(recipe: Recipe, model: str, family: str) -> list[str]:
     return build_command(args, extra)
 
 
+def recipe_images_per_prompt(recipe: Recipe) -> int:
+    """The most images a prompt of the recipe's training data holds (its rows read as ``rft train`` reads
+    them, without resizing): its own images, and a ``crop`` exemplar's crops."""
+    from rft.data.build import prompt_images
+    from rft.data.sources import dataset_rows
+
+    cache = Path(recipe.output.dir) / "data" / "cache"
+    return max(prompt_images(row) for spec in recipe.data.datasets
+               for row in dataset_rows(spec, recipe.data.on_bad_image, cache))
+
+
 def serve(recipe: Recipe, dry_run: bool = False) -> int:
     """Print the server's command line and, unless ``dry_run``, replace this process with it."""
     model = served_model(recipe)
-    command = serve_command(recipe, model, model_family(model))
+    command = serve_command(recipe, model, model_family(model), recipe_images_per_prompt(recipe))
     print("serving:", shlex.join([f"{DEV_MODE}=1", *command]), flush=True)
     if dry_run:
         return 0

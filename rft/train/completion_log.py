@@ -134,7 +134,8 @@ class CompletionLog:
             "prompt": prompt_text(row.get("prompt")), "completion": completion_text(completion),
             "rewards": named, "reward": sum(v * w for v, w in applied) if applied else None, "advantage": advantage,
             "solution": row.get("solution"), "image_size": row.get("image_size"), "coord_format": row.get("coord_format"),
-            "model_image_size": row.get("model_image_size"), "_image": row.get("image"),
+            "model_image_size": row.get("model_image_size"),
+            "_image": row.get("image") or (row.get("images") or [None])[0],  # the image the boxes refer to
         }
 
     # ------------------------------------------------------------------ on the background thread

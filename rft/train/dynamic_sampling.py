@@ -205,6 +205,6 @@ def dynamic_sampler(recipe: Recipe, rows_by_dataset: dict[str, list[dict]], deco
     from rft.data.build import to_dataset
 
     rows = [r for rs in rows_by_dataset.values() for r in rs]
-    data = to_dataset(rows, recipe.speed.cache_decoded_images, decoded)
+    data = to_dataset(rows, recipe.speed.cache_decoded_images, decoded)  # several images per row as in training
     return DynamicSampler(recipe.sampling, Refill(rows, data.__getitem__, recipe.seed),
                           [r.logged_name for r in recipe.rewards], [r.weight for r in recipe.rewards])

@@ -160,7 +160,7 @@ class StartUp:
 def _train(recipe: Recipe, resume: str | None, overwrite: bool, state, out: Path):
     from transformers import set_seed
 
-    from rft.data.build import check_modalities, to_dataset
+    from rft.data.build import check_modalities, images_per_row, to_dataset
     from rft.data.image_cache import DecodedImages
     from rft.data.mixing import order_rows
     from rft.data.sources import training_rows
@@ -200,7 +200,8 @@ def _train(recipe: Recipe, resume: str | None, overwrite: bool, state, out: Path
     plan = plan_batches({**RFT_DEFAULTS, **recipe.grpo}, state.num_processes, sum(len(r) for r in rows.values()))
     ordered = order_rows(rows, recipe.data, plan.prompts_per_batch, plan.n_batches, recipe.seed)
     decoded = DecodedImages()  # one cache of decoded images for the training rows and dynamic sampling's refills
-    dataset = to_dataset(ordered, recipe.speed.cache_decoded_images, decoded)
+    several = images_per_row(r for rs in rows.values() for r in rs) > 1  # the refills' column is the training rows'
+    dataset = to_dataset(ordered, recipe.speed.cache_decoded_images, decoded, several)
     log.info("training on %d prompts in %d batches of %d, %d steps", len(ordered), plan.n_batches,
              plan.prompts_per_batch, plan.max_steps)
     banned = vision_token_ids(loaded.processor.tokenizer, loaded.family, loaded.processor)
@@ -245,6 +246,7 @@ def _run_grpo(recipe: Recipe, state, out: Path, ready: StartUp):
     from rft.train.reward_setup import build_rewards
     from rft.train.run_log import RunLog
     from rft.train.trainer import RftGRPOTrainer
+    from rft.data.build import images_per_row
     from rft.rollout.engine import colocated_engine_options, engine_options, reset_encoder_cache_on_server
     from rft.zero import gathered
 
@@ -281,7 +283,8 @@ def _run_grpo(recipe: Recipe, state, out: Path, ready: StartUp):
     nonfinite = SkipNonFiniteSteps(recipe.output.max_nonfinite_steps)
     callbacks = [RunLog(out, extra={"eval_before_grpo": before}), ready.stop, nonfinite]
     completions = completion_log(recipe, torch.cuda.is_available()) if state.is_main_process else None
-    engine = engine_options(recipe.model, loaded.family, cuda=torch.cuda.is_available())
+    engine = engine_options(recipe.model, loaded.family, images_per_row(r for rs in ready.rows.values() for r in rs),
+                            cuda=torch.cuda.is_available())
     with colocated_engine_options(engine if recipe.rollout.backend == "vllm" else {}, placeholder_token_ids(loaded.processor)):
         trainer = RftGRPOTrainer(
             model=model, reward_funcs=ready.reward_funcs, args=ready.config, train_dataset=ready.dataset,

@@ -19,6 +19,7 @@ from typing import Callable
 
 import torch
 
+from rft.data.build import trl_images
 from rft.data.images import open_image
 from rft.recipe.schema import SupervisedSection
 
@@ -54,7 +55,7 @@ def batch_inputs(processor, rows: list[dict], targets: list[str]) -> dict[str, t
     end = tokenizer.eos_token or ""
     prompts = [processor.apply_chat_template(r["prompt"], add_generation_prompt=True, tokenize=False) for r in rows]
     texts = [p + t + end for p, t in zip(prompts, targets)]
-    images = [[open_image(r["image"])] for r in rows]
+    images = [[open_image(path) for path in trl_images(r)] for r in rows]
     inputs = processor(text=texts, images=images, padding=True, padding_side="right", return_tensors="pt")
     labels = torch.full_like(inputs["input_ids"], -100)
     lengths = inputs["attention_mask"].sum(dim=1)
