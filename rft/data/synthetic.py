@@ -45,6 +45,7 @@ from typing import Any, Iterable, Sequence
 
 from PIL import Image, ImageColor, ImageDraw
 
+from rewards.contract import DETECTION_TASKS
 from rft.data.exemplars import DEFAULT_EXEMPLAR, EXEMPLAR_MODES
 from rft.models.tiny import COLOURS, SHAPES
 
@@ -294,7 +295,7 @@ def make_shapes(
         if unknown or not others or task == "classification":
             raise ValueError(f"distractors must be a non-empty subset of {SHAPES} (detection and grounding only), "
                              f"got {others}")
-    if task.endswith("detection") and (negative_ratio > 0 or max_objects > 1) and any(not set(others) - {c} for c in shapes):
+    if task in DETECTION_TASKS and (negative_ratio > 0 or max_objects > 1) and any(not set(others) - {c} for c in shapes):
         raise ValueError(f"{task} with negatives or distractors needs at least two shapes")
 
     dataset = dataset or f"shapes-{task}"

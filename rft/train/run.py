@@ -154,6 +154,7 @@ class StartUp:
     reward_funcs: list
     reward_names: list[str]
     decoded: Any = None  # decoded-image cache shared by the training rows and dynamic sampling's refills
+    images_per_prompt: int = 1  # the most images a training row has (vLLM's limit_mm_per_prompt)
     trainer: Any = None
 
 
@@ -200,8 +201,9 @@ def _train(recipe: Recipe, resume: str | None, overwrite: bool, state, out: Path
     plan = plan_batches({**RFT_DEFAULTS, **recipe.grpo}, state.num_processes, sum(len(r) for r in rows.values()))
     ordered = order_rows(rows, recipe.data, plan.prompts_per_batch, plan.n_batches, recipe.seed)
     decoded = DecodedImages()  # one cache of decoded images for the training rows and dynamic sampling's refills
-    several = images_per_row(r for rs in rows.values() for r in rs) > 1  # the refills' column is the training rows'
-    dataset = to_dataset(ordered, recipe.speed.cache_decoded_images, decoded, several)
+    images_per_prompt = images_per_row(r for rs in rows.values() for r in rs)
+    # the refills' image column is the training rows', even where the ordered batches hold no row with several
+    dataset = to_dataset(ordered, recipe.speed.cache_decoded_images, decoded, images_per_prompt > 1)
     log.info("training on %d prompts in %d batches of %d, %d steps", len(ordered), plan.n_batches,
              plan.prompts_per_batch, plan.max_steps)
     banned = vision_token_ids(loaded.processor.tokenizer, loaded.family, loaded.processor)
@@ -215,7 +217,7 @@ def _train(recipe: Recipe, resume: str | None, overwrite: bool, state, out: Path
     if state.is_local_main_process:
         dump_recipe(recipe, out / "recipe.yaml")
     ready = StartUp(resume, loaded, rows, dataset, banned, heldout_rows, config, stop, failures, reward_funcs, reward_names,
-                    decoded)
+                    decoded, images_per_prompt)
     try:
         trainer = _run_grpo(recipe, state, out, ready)
     except BaseException as exc:
@@ -246,7 +248,6 @@ def _run_grpo(recipe: Recipe, state, out: Path, ready: StartUp):
     from rft.train.reward_setup import build_rewards
     from rft.train.run_log import RunLog
     from rft.train.trainer import RftGRPOTrainer
-    from rft.data.build import images_per_row
     from rft.rollout.engine import colocated_engine_options, engine_options, reset_encoder_cache_on_server
     from rft.zero import gathered
 
@@ -283,8 +284,7 @@ def _run_grpo(recipe: Recipe, state, out: Path, ready: StartUp):
     nonfinite = SkipNonFiniteSteps(recipe.output.max_nonfinite_steps)
     callbacks = [RunLog(out, extra={"eval_before_grpo": before}), ready.stop, nonfinite]
     completions = completion_log(recipe, torch.cuda.is_available()) if state.is_main_process else None
-    engine = engine_options(recipe.model, loaded.family, images_per_row(r for rs in ready.rows.values() for r in rs),
-                            cuda=torch.cuda.is_available())
+    engine = engine_options(recipe.model, loaded.family, ready.images_per_prompt, cuda=torch.cuda.is_available())
     with colocated_engine_options(engine if recipe.rollout.backend == "vllm" else {}, placeholder_token_ids(loaded.processor)):
         trainer = RftGRPOTrainer(
             model=model, reward_funcs=ready.reward_funcs, args=ready.config, train_dataset=ready.dataset,
