@@ -75,6 +75,8 @@ class Proof:
     in_process: bool
     deadline_s: float
     sets: list[str] = field(default_factory=list)
+    base_steps: int | None = None
+    """The base run's steps when given (``--base-steps``), instead of as many as fit the part's time."""
     """``--set`` overrides of the few-shot recipe, for every command of a few-shot part."""
     start: float = field(default_factory=time.monotonic)
     commands: list[dict] = field(default_factory=list)
@@ -345,6 +347,8 @@ def part_base(proof: Proof) -> dict:
     wait(proof, *checks, reserve=EVAL_RESERVE_S)
     check_runs = [run_summary(proof.work / f"check_{x}", proof.work / "none", None) for x in "ab"]
     steps, per_step = base_steps(proof, check_runs, load_recipe(BASE_RECIPE, toy).sft.steps)
+    if proof.base_steps:
+        steps = proof.base_steps
     proof.log(f"check runs: {per_step} s/step; base run: {steps} steps")
     # 2. the base model; its training stops at the part's deadline in any case (keeping its model)
     cap = max(10.0, proof.left() - BASE_STARTUP_S - AFTER_BASE_S / 2)
@@ -474,13 +478,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="FIELD=VALUE",
                         help="override a field of the few-shot recipe in every command of a few-shot part "
                              "(SFT, GRPO and rft eval alike), e.g. 'rewards[0].kwargs.label_aware=false'")
+    parser.add_argument("--base-steps", type=int, default=None, metavar="N",
+                        help="base part: train exactly N steps (the documented base model: 1500) instead of as many "
+                             "as fit the deadline; give a deadline that leaves room for them")
     args = parser.parse_args(argv)
     if args.part != "base" and not re.fullmatch(r"n\d+", args.part):
         parser.error(f"part must be base or nN (n16, n64), got {args.part!r}")
     deadline = args.deadline or (3600.0 if args.toy else 530.0)
     if args.sets and args.part == "base":
         parser.error("--set applies to the few-shot parts (n16, n64); the base part's recipe is recipes/learning/base.yaml")
-    proof = Proof(args.part, args.work.resolve(), args.out.resolve(), args.toy, args.in_process, deadline, args.sets)
+    proof = Proof(args.part, args.work.resolve(), args.out.resolve(), args.toy, args.in_process, deadline, args.sets, args.base_steps)
     shutil.rmtree(proof.results, ignore_errors=True)
     proof.results.mkdir(parents=True)
     memory = gpu_memory_log(proof.results / "gpu_memory.csv")

@@ -10,6 +10,8 @@
 # Extra arguments go to scripts/gpu/learning_proof.py (e.g. --deadline 480).
 set -uo pipefail
 part="${1:?usage: learning_proof.sh base|n16|n64 [learning_proof.py options]}"; shift
-export PYTHONPATH="/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH}" VLLM_USE_FLASHINFER_SAMPLER=0 PYTHONUNBUFFERED=1 \
+# RFT_SITE: where trl/vllm/... were installed (default /tmp/site; a part started in the background while the
+# other wheel parts still travel uses its own folder, which the later full install into /tmp/site leaves alone)
+export PYTHONPATH="${RFT_SITE:-/tmp/site}:$PWD${PYTHONPATH:+:$PYTHONPATH}" VLLM_USE_FLASHINFER_SAMPLER=0 PYTHONUNBUFFERED=1 \
   CUBLAS_WORKSPACE_CONFIG=:4096:8 TOKENIZERS_PARALLELISM=false OUT="${OUT:-outputs/learning}"
 exec python3 scripts/gpu/learning_proof.py "$part" "$@"
