@@ -76,6 +76,9 @@ class Proof:
     deadline_s: float
     sets: list[str] = field(default_factory=list)
     base_steps: int | None = None
+    base_recipe: Path = BASE_RECIPE
+    """The base part's recipe (``--base-recipe``): base.yaml, or base_named.yaml (the novel names and looks seen
+    in classification only)."""
     """The base run's steps when given (``--base-steps``), instead of as many as fit the part's time."""
     """``--set`` overrides of the few-shot recipe, for every command of a few-shot part."""
     start: float = field(default_factory=time.monotonic)
@@ -251,7 +254,7 @@ def machine() -> dict:
 
 
 def data_digests(sets: dict[str, tuple[Path, list[str], str]]) -> dict[str, dict]:
-    """For each named dataset (recipe, overrides, ``data`` or ``eval``: that section's first dataset),
+    """For each named dataset (recipe, overrides, ``data`` or ``eval``: that section's datasets, the first under the name),
     the digest of the files ``make_shapes`` writes, built twice, and whether both builds agree."""
     from rft.data.sources import load_rows
     from rft.recipe import load_recipe
@@ -259,14 +262,16 @@ def data_digests(sets: dict[str, tuple[Path, list[str], str]]) -> dict[str, dict
     out = {}
     for name, (recipe_path, sets_, section) in sets.items():
         recipe = load_recipe(recipe_path, sets_)
-        spec = (recipe.eval if section == "eval" else recipe.data).datasets[0]
-        digests = []
-        for _ in range(2):
-            with tempfile.TemporaryDirectory() as tmp:
-                load_rows(spec, "error", Path(tmp))
-                digests.append(folder_digest(Path(tmp)))
-        out[name] = {"sha256": digests[0], "rebuilt_identical": digests[0] == digests[1], "num_samples": spec.num_samples,
-                     "seed": spec.seed, "split": spec.split}
+        specs = (recipe.eval if section == "eval" else recipe.data).datasets
+        for i, spec in enumerate(specs):
+            digests = []
+            for _ in range(2):
+                with tempfile.TemporaryDirectory() as tmp:
+                    load_rows(spec, "error", Path(tmp))
+                    digests.append(folder_digest(Path(tmp)))
+            out[name if i == 0 else f"{name}/{spec.name}"] = {
+                "sha256": digests[0], "rebuilt_identical": digests[0] == digests[1], "num_samples": spec.num_samples,
+                "seed": spec.seed, "split": spec.split}
     return out
 
 
@@ -332,30 +337,51 @@ def base_steps(proof: Proof, checks: list[dict], most: int) -> tuple[int, float 
     return max(STEP_ROUNDING, min(most, int(budget / per_step) // STEP_ROUNDING * STEP_ROUNDING)), per_step
 
 
+def toy_base(recipe_path: Path) -> list[str]:
+    """TOY_BASE, with every further dataset of the base recipe (base_named.yaml's classification) cut to toy size too."""
+    from rft.recipe import load_recipe
+
+    recipe = load_recipe(recipe_path, TOY_BASE)
+    return [*TOY_BASE, *[f"data.datasets[{i}].num_samples=8" for i in range(1, len(recipe.data.datasets))],
+            *[f"eval.datasets[{i}].num_samples=4" for i in range(1, len(recipe.eval.datasets))]]
+
+
+def base_pixels(base_dir: Path) -> list[str]:
+    """``--set`` overrides giving a few-shot command the pixel budget the base model was trained at (read from the
+    ``recipe.yaml`` that ``rft sft`` wrote beside it): images of another size would be new to the model."""
+    import yaml
+
+    written = base_dir / "recipe.yaml"
+    model = (yaml.safe_load(written.read_text()) or {}).get("model", {}) if written.is_file() else {}
+    return [f"model.{k}={model[k]}" for k in ("min_pixels", "max_pixels") if model.get(k) is not None]
+
+
 def part_base(proof: Proof) -> dict:
     from rft.recipe import load_recipe
 
     base_dir = proof.work / "base"
-    toy = TOY_BASE if proof.toy else []
+    toy = toy_base(proof.base_recipe) if proof.toy else []
     check = [*toy, *(TOY_CHECK if proof.toy else [f"sft.steps={CHECK_STEPS}", f"data.datasets[0].num_samples={CHECK_ROWS}"]),
              "eval.datasets=[]"]
     for folder in (base_dir, proof.work / "check_a", proof.work / "check_b"):
         shutil.rmtree(folder, ignore_errors=True)
     # 1. two identical short runs: the same weights bit for bit, and the speed that sizes the real run
-    checks = [start(proof, f"check_{x}", rft_argv(proof, "sft", BASE_RECIPE, [*check, f"output.dir={proof.work / f'check_{x}'}"]))
+    check = [*check, *proof.sets]
+    checks = [start(proof, f"check_{x}", rft_argv(proof, "sft", proof.base_recipe, [*check, f"output.dir={proof.work / f'check_{x}'}"]))
               for x in "ab"]
     wait(proof, *checks, reserve=EVAL_RESERVE_S)
     check_runs = [run_summary(proof.work / f"check_{x}", proof.work / "none", None) for x in "ab"]
-    steps, per_step = base_steps(proof, check_runs, load_recipe(BASE_RECIPE, toy).sft.steps)
+    recipe = proof.base_recipe
+    steps, per_step = base_steps(proof, check_runs, load_recipe(recipe, [*toy, *proof.sets]).sft.steps)
     if proof.base_steps:
         steps = proof.base_steps
     proof.log(f"check runs: {per_step} s/step; base run: {steps} steps")
     # 2. the base model; its training stops at the part's deadline in any case (keeping its model)
     cap = max(10.0, proof.left() - BASE_STARTUP_S - AFTER_BASE_S / 2)
-    main = start(proof, "base_sft", rft_argv(proof, "sft", BASE_RECIPE, [*toy, f"output.dir={base_dir}", f"sft.steps={steps}",
+    main = start(proof, "base_sft", rft_argv(proof, "sft", recipe, [*toy, *proof.sets, f"output.dir={base_dir}", f"sft.steps={steps}",
                                                                        f"sft.max_seconds={cap:.0f}"]))
     data = data_digests({  # while it trains: every data set rebuilt twice from its seed
-        "base_train": (BASE_RECIPE, toy, "data"), "base_heldout": (BASE_RECIPE, toy, "eval"),
+        "base_train": (recipe, [*toy, *proof.sets], "data"), "base_heldout": (recipe, [*toy, *proof.sets], "eval"),
         **{f"novel_fewshot_n{n}": (FEWSHOT_RECIPE, [f"data.datasets[0].num_samples={n}"], "data") for n in (16, 64)},
         "novel_heldout": (FEWSHOT_RECIPE, TOY_FEWSHOT if proof.toy else [], "eval"),
     })
@@ -363,9 +389,9 @@ def part_base(proof: Proof) -> dict:
     final = base_dir / "final"
     # 3. rft eval on held-out images of the base categories, and of the novel ones (the few-shot parts' "before")
     if base_ok:
-        evals = [start(proof, "eval_base", rft_argv(proof, "eval", BASE_RECIPE, toy, ["--model", str(final), "--output-dir",
+        evals = [start(proof, "eval_base", rft_argv(proof, "eval", recipe, [*toy, *proof.sets], ["--model", str(final), "--output-dir",
                                                                                      str(proof.results / "eval_base")])),
-                 start(proof, "eval_novel", rft_argv(proof, "eval", FEWSHOT_RECIPE, TOY_FEWSHOT if proof.toy else [],
+                 start(proof, "eval_novel", rft_argv(proof, "eval", FEWSHOT_RECIPE, [*(TOY_FEWSHOT if proof.toy else []), *base_pixels(base_dir)],
                                                      ["--model", str(final), "--output-dir", str(proof.results / "eval_novel")]))]
         wait(proof, *evals, reserve=10)
     copy_run(base_dir, proof.results, "base")
@@ -373,7 +399,9 @@ def part_base(proof: Proof) -> dict:
     base = run_summary(base_dir, proof.results / "eval_base", main.seconds)
     return {
         "base": {**base, "sha256": sha256(final / "model.safetensors"), "path": str(final),
-                 "rebuild": f"rft sft {BASE_RECIPE.relative_to(ROOT)} --set sft.steps={steps}"},
+                 "recipe": str(recipe.relative_to(ROOT)) if recipe.is_relative_to(ROOT) else str(recipe), "sets": proof.sets,
+                 "rebuild": " ".join([f"rft sft {recipe.relative_to(ROOT) if recipe.is_relative_to(ROOT) else recipe}",
+                                      *[f"--set '{s}'" for s in proof.sets], f"--set sft.steps={steps}"])},
         "bit_for_bit": {"check_steps": check_runs[0]["steps"], "check_seconds_per_step": per_step, "weights_sha256": weights,
                         "weights_identical": weights[0] is not None and weights[0] == weights[1], "data": data},
         "eval_base": eval_summary(proof.results / "eval_base"),
@@ -390,7 +418,8 @@ def part_fewshot(proof: Proof, n: int) -> dict:
                          f"{proof.work} only while it stays warm): learning_proof.sh base")
     runs_dir = proof.work / f"n{n}"
     shutil.rmtree(runs_dir, ignore_errors=True)
-    common = [*(TOY_FEWSHOT if proof.toy else []), f"model.path={base}", f"data.datasets[0].num_samples={n}", *proof.sets]
+    common = [*(TOY_FEWSHOT if proof.toy else []), f"model.path={base}", *base_pixels(base.parent),
+              f"data.datasets[0].num_samples={n}", *proof.sets]
     recipe = load_recipe(FEWSHOT_RECIPE, common)
     steps = int(recipe.grpo["max_steps"])
     every = recipe.eval.every_steps
@@ -476,8 +505,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--deadline", type=float, default=None,
                         help="seconds the part may take (default 530; with --toy 3600)")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="FIELD=VALUE",
-                        help="override a field of the few-shot recipe in every command of a few-shot part "
-                             "(SFT, GRPO and rft eval alike), e.g. 'rewards[0].kwargs.label_aware=false'")
+                        help="override a field of the part's recipe in every command of the part: the few-shot recipe "
+                             "for nN (SFT, GRPO and rft eval alike, e.g. 'grpo.learning_rate=1e-4'), the base recipe for "
+                             "base (e.g. 'model.max_pixels=50176'; the few-shot parts then follow the base's pixel budget)")
+    parser.add_argument("--base-recipe", type=Path, default=BASE_RECIPE,
+                        help="the base part's recipe (default recipes/learning/base.yaml; base_named.yaml: the novel "
+                             "categories' names and looks seen in classification, never in detection)")
     parser.add_argument("--base-steps", type=int, default=None, metavar="N",
                         help="base part: train exactly N steps (the documented base model: 1500) instead of as many "
                              "as fit the deadline; give a deadline that leaves room for them")
@@ -485,9 +518,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.part != "base" and not re.fullmatch(r"n\d+", args.part):
         parser.error(f"part must be base or nN (n16, n64), got {args.part!r}")
     deadline = args.deadline or (3600.0 if args.toy else 530.0)
-    if args.sets and args.part == "base":
-        parser.error("--set applies to the few-shot parts (n16, n64); the base part's recipe is recipes/learning/base.yaml")
-    proof = Proof(args.part, args.work.resolve(), args.out.resolve(), args.toy, args.in_process, deadline, args.sets, args.base_steps)
+    if args.base_recipe != BASE_RECIPE and args.part != "base":
+        parser.error("--base-recipe applies to the base part; the few-shot parts start from WORK/base/final")
+    proof = Proof(args.part, args.work.resolve(), args.out.resolve(), args.toy, args.in_process, deadline, args.sets, args.base_steps,
+                  args.base_recipe.resolve())
     shutil.rmtree(proof.results, ignore_errors=True)
     proof.results.mkdir(parents=True)
     memory = gpu_memory_log(proof.results / "gpu_memory.csv")
