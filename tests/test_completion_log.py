@@ -85,6 +85,25 @@ def test_writes_jsonl_pictures_and_tensorboard(tmp_path):
     assert "completions/detection_1/text_summary" in events.Tags()["tensors"]
 
 
+def test_a_row_with_several_images_is_drawn_with_each_beside_the_first(tmp_path):
+    """A visual prompt's crop (a row's second image) appears to the right of the first, at its height; the
+    boxes stay on the first image."""
+    scene, crop = Image.new("RGB", (100, 50), (255, 255, 255)), Image.new("RGB", (20, 10), (0, 0, 255))
+    two = {**row(0, "detection", image=scene), "images": [scene, crop]}
+    boxes = '<answer>[{"bbox_2d": [30, 20, 45, 45], "label": "square"}]</answer>'
+    log = CompletionLog(tmp_path, every=1, per_task=1, reward_names=["iou"], reward_weights=[1.0])
+    log.add(1, [two, two], [boxes, boxes], torch.tensor([[0.5], [0.5]]), torch.tensor([0.0, 0.0]))
+    log.close()
+    record = json.loads((tmp_path / "completions" / "step_1.jsonl").read_text())
+    picture = Image.open(tmp_path / "completions" / record["image"]).convert("RGB")
+    scale = 4  # the first image upscaled as in the one-image picture; the crop scaled to its 200-pixel height
+    assert picture.width == 100 * scale + 6 + 20 * (50 * scale // 10)
+    top = picture.height - 50 * scale
+    assert picture.getpixel((5 * scale, top + 7 * scale)) == GREEN  # boxes on the first image, where they were
+    assert picture.getpixel((100 * scale + 6 + 10, top + 10)) == (0, 0, 255)  # then the crop
+    assert picture.getpixel((100 * scale + 2, top + 10)) == (255, 255, 255)  # the gap between them
+
+
 def test_wandb_gets_a_table_with_images(tmp_path, monkeypatch):
     logged = []
     wandb = types.SimpleNamespace(run=object(), log=logged.append, Image=lambda p: ("image", p.size),

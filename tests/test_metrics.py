@@ -189,6 +189,24 @@ def test_shared_image_and_explicit_image_id():
         detection_metrics(samples + samples[:1])
 
 
+def test_visual_prompt_samples_of_one_image_and_category_are_separate_queries():
+    """Two visual-prompt rows of one image and category (different exemplars) are evaluated as two queries, each
+    against its own ground truth; text-prompt rows of one image and category are still refused."""
+    gt, miss = [10.0, 20.0, 200.0, 220.0], [400.0, 300.0, 500.0, 400.0]
+    samples = []
+    for k, preds in enumerate(([(gt, 0.9)], [(miss, 0.9)])):
+        sample = _sample("a.jpg", "cat", [gt], preds, task="visual_prompt_detection", id=f"vp-{k}")
+        sample["query"] = {"category": "cat", "exemplars": [gt], "exemplar": "coordinates"}
+        samples.append(sample)
+    report = detection_metrics(samples)
+    assert report["n_images"] == 2 and report["n_samples"] == 2 and report["n_predictions"] == 2
+    assert detection_metrics(samples[:1])["AP50"] == pytest.approx(1.0)  # the first query alone: found
+    assert report["AP50"] == pytest.approx(0.5, abs=0.01)  # each query against its own truth: one of two found
+    text = [{**s, "task": "detection", "query": {"category": "cat"}} for s in samples]
+    with pytest.raises(DataError, match="same category in the same image"):
+        detection_metrics(text)
+
+
 def test_no_predictions_scores_zero():
     empty = detection_metrics(_samples(pred={k: [] for k in GT}))
     assert empty["mAP"] == 0.0 and empty["n_predictions"] == 0

@@ -167,6 +167,9 @@ def test_rft_data_decodes_every_image_of_a_row(tmp_path):
                        "rewards": [{"name": "detection_iou"}], "output": {"dir": str(tmp_path / "out")}})
     summary = check_recipe(recipe, tmp_path / "out", print_fn=lambda _: None)
     assert summary["ok"] and summary["datasets"][0]["rows"] == 1
+    [picture] = [Image.open(p).convert("RGB") for p in summary["datasets"][0]["pictures"]]
+    # the scene upscaled 2x (800 x 400), then the second image beside it at its height (120 x 90 -> 533 x 400)
+    assert picture.width == 800 + 6 + 533 and picture.getpixel((800 + 6 + 260, picture.height - 200)) == (0, 160, 0)
     second.write_bytes(second.read_bytes()[:200])  # a truncated PNG: its header reads, its pixels do not
     summary = check_recipe(recipe, tmp_path / "out", print_fn=lambda _: None)
     assert not summary["ok"] and "other.png: not a readable image" in summary["datasets"][0]["error"]

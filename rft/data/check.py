@@ -193,7 +193,8 @@ def _pictures(rows: list[Row], folder: Path, n: int) -> list[Path]:
         what = row["query"].get("category") or row["query"].get("phrase") or ", ".join(map(str, row["solution"]["labels"]))
         title = f"{row['id']}: {what or 'no label'}" + ("" if row["solution"]["boxes"] else " (negative: no box)")
         scale = 2 if max(row["image_size"]) < 512 else 1
-        paths.append(draw_boxes(row["image"], row["solution"]["boxes"], [], title, folder / picture_name(i, row["id"]), scale))
+        paths.append(draw_boxes(row["image"], row["solution"]["boxes"], [], title, folder / picture_name(i, row["id"]), scale,
+                                others=(row.get("images") or [])[1:]))
     return paths
 
 

@@ -38,7 +38,7 @@ def mean_reward(reward_fn, rows: list[dict], answers: list[str]) -> float:
     return sum(values) / len(values) if values else float("nan")
 
 
-SCORED_FIELDS = ("id", "dataset", *REWARD_COLUMNS, "image", "query")
+SCORED_FIELDS = ("id", "dataset", *REWARD_COLUMNS, "image", "images", "query")
 
 
 def scored_samples(rows: list[dict], answers: list[str]) -> list[dict]:

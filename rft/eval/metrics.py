@@ -79,6 +79,11 @@ def _category(sample: dict, row: Sample, index: int) -> str:
 
 
 def _image_key(sample: dict, index: int) -> tuple[str, Any]:
+    """What groups a sample's boxes with other samples' (COCO's image). A visual-prompt sample is a query of its
+    own (its exemplars, not only its category, say what to find), so it is never grouped: two of one image and
+    category, with different exemplars, are two evaluations."""
+    if (sample.get("query") or {}).get("exemplars"):
+        return "visual prompt", (sample.get("id"), index)
     for field in ("image_id", "image", "id"):
         if sample.get(field) is not None:
             return field, sample[field]

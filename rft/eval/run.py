@@ -57,7 +57,7 @@ def draw_pictures(samples: list[dict], out: Path, n: int) -> list[Path]:
     for i, (s, (truth, predicted)) in enumerate(zip(box_samples, boxes_of(box_samples))):
         # boxes are in original-image pixels; the picture is of the resized copy the model saw
         paths.append(draw_boxes(s["image"], truth, predicted, s["id"], out / "pictures" / picture_name(i, s["id"]),
-                                boxes_size=s["image_size"]))
+                                boxes_size=s["image_size"], others=(s.get("images") or [])[1:]))
     return paths
 
 

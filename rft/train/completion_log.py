@@ -136,6 +136,7 @@ class CompletionLog:
             "solution": row.get("solution"), "image_size": row.get("image_size"), "coord_format": row.get("coord_format"),
             "model_image_size": row.get("model_image_size"),
             "_image": row.get("image") or (row.get("images") or [None])[0],  # the image the boxes refer to
+            "_others": list(row.get("images") or [])[1:],  # a row's further images, drawn beside it
         }
 
     # ------------------------------------------------------------------ on the background thread
@@ -149,7 +150,7 @@ class CompletionLog:
         folder.mkdir(parents=True, exist_ok=True)
         pictures = []
         for k, (record, boxes) in enumerate(zip(records, _boxes(records))):
-            image = record.pop("_image")
+            image, others = record.pop("_image"), record.pop("_others")
             record["solution"] = _json_or_text(record["solution"])
             if boxes is not None:
                 record["boxes"] = boxes
@@ -159,7 +160,7 @@ class CompletionLog:
                 title = (f"{record['id']}  reward {_number(record['reward'])}  advantage {_number(record['advantage'])}\n"
                          f"truth: {_truth(record['solution'])}  answer: {extract_answer(record['completion'])}")
                 picture = render_boxes(image, *(boxes["truth"], boxes["predicted"]) if boxes else ([], []), title,
-                                       scale, boxes_size=record["image_size"] if boxes else None)
+                                       scale, boxes_size=record["image_size"] if boxes else None, others=others)
                 name = "".join(c if c.isalnum() else "_" for c in f"{k:02d}_{record['task']}_{record['id']}")[-80:]
                 picture.save(folder / f"{name}.png")
                 record["image"] = f"{folder.name}/{name}.png"
