@@ -47,7 +47,7 @@ from rewards.contract import dataset_features
 from rft.data.exemplars import crop_copies, exemplar_mode, marked_copy
 from rft.data.images import open_image, resize_to_budget, write_atomic
 from rft.data.prompts import Template, load_template, render_prompt, row_coord_format
-from rft.data.records import OnBadImage, Row, row_images, validate_row
+from rft.data.records import OnBadImage, Row, image_rows, row_images, validate_row
 from rft.errors import DataError
 from rft.families import family_of
 
@@ -90,10 +90,7 @@ def to_trl_rows(
     checked = [validate_row(row, f"row {_name(row, i)}") for i, row in enumerate(rows)]
     resized_dir = Path(resized_dir)
     resized_dir.mkdir(parents=True, exist_ok=True)
-    sources: dict[tuple[str, tuple[int, ...]], Row] = {}  # each image once, named by its first row
-    for r in checked:
-        for path, size in row_images(r):
-            sources.setdefault((path, tuple(size)), {**r, "image": path, "image_size": size})
+    sources = image_rows(checked)  # each image once, named by its first row
 
     def resize(row: Row) -> tuple[str, list[int]] | DataError:
         try:

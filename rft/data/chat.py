@@ -29,7 +29,7 @@ from typing import Any
 from rewards.contract import COORD_FORMATS, to_image_pixels
 from rewards.parsing import extract_answer, parse_boxes, says_none
 from rft.data.images import check_box
-from rft.data.records import get_field
+from rft.data.records import get_field, get_images
 from rft.errors import DataError, RecipeError
 
 ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
@@ -141,12 +141,8 @@ def record_images(record: dict, where: str, found: tuple[str, ...] = ()) -> tupl
     as many images named in its turns), else None (:func:`one_image` reads it)."""
     value = record.get("images")
     if isinstance(value, list):
-        if not value:
-            raise DataError(f"{where}: field 'images' is an empty list; a sample needs at least one image")
-        if len(value) > 1:
-            if not all(isinstance(v, str) and v.strip() for v in value):
-                raise DataError(f"{where}: field 'images' must be a list of image paths, got {value!r}"[:300])
-            return "images", list(value)
+        if len(value) != 1:
+            return "images", get_images(record, where)
         return None
     if value is None and record.get("image") is None and len(found) > 1:
         return "conversations", list(found)

@@ -26,7 +26,7 @@ from rft.data.answers import reference_answer
 from rft.data.build import PROGRESS_FROM
 from rft.data.images import open_image
 from rft.data.prompts import load_template, render_prompt, row_coord_format
-from rft.data.records import LoadReport, Row, row_images, validate_row
+from rft.data.records import LoadReport, Row, image_rows, row_images, validate_row
 from rft.data.sources import dataset_rows_and_report, template_fields
 from rft.errors import DataError, RftError
 from rft.families import family_of
@@ -117,10 +117,7 @@ def check_dataset(spec: DatasetSpec, recipe: Recipe, geometry: Geometry, out: Pa
 def _undecodable(rows: list[Row]) -> dict[str, str]:
     """Per image that does not decode, or whose size is not its row's: ``"row <id>: <image>: <reason>"`` (every
     image of a row with several)."""
-    first: dict[str, Row] = {}
-    for row in rows:
-        for path, size in row_images(row):
-            first.setdefault(path, {**row, "image": path, "image_size": size})
+    first = image_rows(rows, by_size=False)
 
     def check(row: Row) -> str | None:
         try:

@@ -23,7 +23,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Literal, TypedDict
+from typing import Any, Iterable, Iterator, Literal, TypedDict
 
 from rewards.contract import BOX_TASKS, COORD_FORMATS, TASKS, VISUAL_PROMPT_DETECTION
 from rft.data.exemplars import check_exemplars
@@ -58,6 +58,16 @@ def row_images(row: Row) -> list[tuple[str, list[int]]]:
     if row.get("images"):
         return list(zip(row["images"], row["image_sizes"]))
     return [(row["image"], row["image_size"])]
+
+
+def image_rows(rows: Iterable[Row], by_size: bool = True) -> dict[tuple[str, tuple[int, ...]] | str, Row]:
+    """Each image of ``rows`` once, as a row of its own (its ``image`` and ``image_size``; the rest of the first row
+    that has it, which names it in errors), keyed by ``(path, size)`` or, without ``by_size``, by path."""
+    out: dict = {}
+    for row in rows:
+        for path, size in row_images(row):
+            out.setdefault((path, tuple(size)) if by_size else path, {**row, "image": path, "image_size": size})
+    return out
 
 
 @dataclass
@@ -153,6 +163,16 @@ def get_strings(record: dict, name: str, where: str, *, optional: bool = False) 
     if not all(isinstance(v, str) for v in value):
         raise DataError(f"{where}: field {name!r} must be a list of strings, got {_short(value)}")
     return value
+
+
+def get_images(record: dict, where: str) -> list[str]:
+    """``record["images"]``: a non-empty list of image paths (the first is the one a row's boxes refer to)."""
+    images = get_strings(record, "images", where)
+    if not images:
+        raise DataError(f"{where}: field 'images' is an empty list; a row needs at least one image")
+    if not all(v.strip() for v in images):
+        raise DataError(f"{where}: field 'images' holds an empty path, got {_short(images)}")
+    return images
 
 
 def _short(value: Any) -> str:
@@ -251,9 +271,7 @@ def _image_size(size: Any, name: str, where: str) -> list[int] | tuple[int, ...]
 
 def _check_images(row: dict, where: str) -> None:
     """A multi-image row's ``images`` and ``image_sizes`` (:class:`MultiImageRow`)."""
-    images = get_strings(row, "images", where)
-    if not images:
-        raise DataError(f"{where}: field 'images' is an empty list; a row needs at least one image")
+    images = get_images(row, where)
     sizes = get_field(row, "image_sizes", list, where)
     if len(sizes) != len(images):
         raise DataError(f"{where}: {len(images)} images but {len(sizes)} image_sizes")

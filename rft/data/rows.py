@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rft.data.records import (
-    LoadReport, OnBadImage, Row, check_policy, checked_image, finish, get_field, get_strings, image_path, read_records,
+    LoadReport, OnBadImage, Row, check_policy, checked_image, finish, get_field, get_images, image_path, read_records,
     validate_row,
 )
 from rft.errors import DataError
@@ -45,9 +45,7 @@ def _several_images(record: dict, base: Path, where: str, report: LoadReport, on
     if "image" in record or "image_size" in record or "image_sizes" in record:
         raise DataError(f"{where}: give 'images' (a list of paths; the boxes refer to the first) without 'image', "
                         "'image_size' or 'image_sizes' (read from the files)")
-    paths = get_strings(record, "images", where)
-    if not paths:
-        raise DataError(f"{where}: field 'images' is an empty list; a row needs at least one image")
+    paths = get_images(record, where)
     files = [str(image_path(p, base, where, f"images[{i}]")) for i, p in enumerate(paths)]
     sizes = [checked_image(f, where, report, on_bad_image) for f in files]
     if any(size is None for size in sizes):
