@@ -30,9 +30,9 @@ import threading
 import time
 from collections import defaultdict
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
 from functools import wraps
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
@@ -179,8 +179,7 @@ def bf16_peak_tflops() -> float | None:
 # --------------------------------------------------------------------------- the grid's rows (issue 17)
 
 
-@dataclass(frozen=True)
-class Row:
+class Row(NamedTuple):
     """One row of the speed grid: the settings that define it (the rest is the standard set-up)."""
 
     varies: str
@@ -204,7 +203,7 @@ ROWS = {
 """The grid's presets (``--row NAME``). Flags given explicitly win over a preset; the result then records the
 row under its name plus the changed settings (e.g. ``long_completions+new_tokens=64``)."""
 
-ROW_SETTINGS = tuple(f.name for f in fields(Row) if f.name != "varies")
+ROW_SETTINGS = tuple(name for name in Row._fields if name != "varies")
 
 
 def parse_image_size(text: str) -> tuple[int, int]:
