@@ -597,10 +597,13 @@ def mfu(result: dict, params: int, peak_tflops: float | None) -> float | None:
 
 
 def failure(result: dict) -> str | None:
-    """Why a mode has no result: ``out of memory``, ``failed`` (see its log), or None when it has one."""
+    """Why a mode has no s/step: ``out of memory``, ``failed`` (see its log), ``too few steps`` (it ran, but
+    ``--steps`` left no step after the first to time), or None when it has one."""
     if result.get("s_per_step"):
         return None
-    error = result.get("error", "")
+    if "error" not in result:
+        return "too few steps"
+    error = result["error"]
     return "out of memory" if "out of memory" in error.lower() or "OutOfMemory" in error else "failed"
 
 
@@ -803,7 +806,7 @@ def mode_cell(results: dict[str, dict], mode: str, key: str = "s_per_step", fmt:
     if r is None:
         return "not run"
     why = failure(r)
-    if why and key in ("s_per_step", "peak_gpu_gib"):
+    if why and (key == "s_per_step" or "error" in r):
         return why
     value = r.get(key)
     return fmt.format(value) if value is not None else "-"
@@ -833,7 +836,7 @@ def grid_table(rows: dict[str, dict]) -> str:
         cells = [name, row.get("varies", ""), str(row.get("image_tokens", "-")), str(row.get("new_tokens", "-")),
                  mode_cell(results, "B"), mode_cell(results, "C"), f"{r:.2f}x" if r else "-",
                  f"{c_mfu:.1%}" if c_mfu is not None else "-", mode_cell(results, "B", "peak_gpu_gib", "{:.1f}"),
-                 mode_cell(results, "C", "peak_gpu_gib", "{:.1f}"), "-" if failure(c) else phase_split(c)]
+                 mode_cell(results, "C", "peak_gpu_gib", "{:.1f}"), phase_split(c)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -860,7 +863,8 @@ def plot_grid(rows: dict[str, dict], path: Path) -> Path:
         ax.set_xlabel(label)
         ax.set_ylabel("seconds per GRPO step (median)")
         ax.set_ylim(bottom=0)
-        ax.legend()
+        if ax.lines:
+            ax.legend()
     axes[0].set_title("image size")
     axes[1].set_title("completion length")
     fig.tight_layout()
