@@ -32,6 +32,7 @@ from collections import defaultdict
 from contextlib import contextmanager
 from functools import wraps
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
@@ -45,28 +46,49 @@ PHASES = ("generation", "weight_sync", "logprob_passes", "rewards", "other_scori
 # --------------------------------------------------------------------------- the set-up
 
 
-def qwen25vl_3b_config(tiny: bool = False):
-    """Qwen2.5-VL-3B-Instruct's architecture (3.75 B parameters), or a tiny one of the same shape."""
+ARCHS = ("3b", "7b")
+
+
+def text_and_vision_sizes(arch: str, tiny: bool) -> tuple[dict, dict, bool]:
+    """The language model's and vision tower's sizes of Qwen2.5-VL-``arch``, and whether the embeddings are tied.
+
+    Tiny configs keep the shape (the GQA ratio, the untied embeddings of 7B, the vision tower's output feeding
+    the language model's width) at a size that trains on a CPU in seconds."""
+    if arch not in ARCHS:
+        raise SystemExit(f"--arch {arch!r}: expected one of {', '.join(ARCHS)}")
+    vision = dict(depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16,
+                  fullatt_block_indexes=[7, 15, 23, 31])
+    if arch == "3b":  # Qwen2.5-VL-3B-Instruct (3.75 B parameters): GQA 16 / 2
+        text = dict(hidden_size=2048, intermediate_size=11008, num_hidden_layers=36, num_attention_heads=16,
+                    num_key_value_heads=2)
+        tiny_text = dict(hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=2,
+                         num_key_value_heads=1)
+    else:  # Qwen2.5-VL-7B-Instruct (8.3 B parameters): GQA 28 / 4, untied lm_head; the same vision tower
+        text = dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
+                    num_key_value_heads=4)
+        tiny_text = dict(hidden_size=224, intermediate_size=1184, num_hidden_layers=2, num_attention_heads=7,
+                         num_key_value_heads=1)  # GQA 7 and intermediate / hidden 5.3, as in 7B
+    if tiny:
+        text = tiny_text
+        vision = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, fullatt_block_indexes=[1])
+    vision["out_hidden_size"] = text["hidden_size"]
+    return text, vision, arch == "3b"
+
+
+def qwen25vl_config(arch: str = "3b", tiny: bool = False):
+    """Qwen2.5-VL's architecture at size ``arch`` (3b, 7b), or a tiny one of the same shape."""
     from transformers import Qwen2_5_VLConfig
 
     specials = {"image_token_id": 151655, "video_token_id": 151656, "vision_start_token_id": 151652,
                 "vision_end_token_id": 151653}
-    if tiny:
-        text = dict(hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=2,
-                    num_key_value_heads=1)
-        vision = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=128,
-                      fullatt_block_indexes=[1])
-    else:
-        text = dict(hidden_size=2048, intermediate_size=11008, num_hidden_layers=36, num_attention_heads=16,
-                    num_key_value_heads=2)
-        vision = dict(depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16, out_hidden_size=2048,
-                      fullatt_block_indexes=[7, 15, 23, 31])
+    text, vision, tied = text_and_vision_sizes(arch, tiny)
     head_dim = text["hidden_size"] // text["num_attention_heads"]
     mrope = [16, 24, 24] if head_dim == 128 else [head_dim // 2 - 2 * (3 * head_dim // 16), 3 * head_dim // 16, 3 * head_dim // 16]
     text |= {"vocab_size": 151936, "max_position_embeddings": 32768, "bos_token_id": 151643, "eos_token_id": 151645,
-             "pad_token_id": 151643, "rope_parameters": {"rope_type": "default", "rope_theta": 1_000_000.0, "mrope_section": mrope}}
+             "pad_token_id": 151643, "tie_word_embeddings": tied,
+             "rope_parameters": {"rope_type": "default", "rope_theta": 1_000_000.0, "mrope_section": mrope}}
     vision |= {"patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2, "window_size": 112, "in_chans": 3}
-    return Qwen2_5_VLConfig(text_config=text, vision_config=vision, tie_word_embeddings=True, **specials)
+    return Qwen2_5_VLConfig(text_config=text, vision_config=vision, tie_word_embeddings=tied, **specials)
 
 
 def word_level_processor(max_pixels: int, min_pixels: int = 3136):
@@ -91,20 +113,33 @@ def word_level_processor(max_pixels: int, min_pixels: int = 3136):
                                tokenizer=tokenizer, chat_template=CHAT_TEMPLATE)
 
 
-def build_model_dir(out: Path, tiny: bool, max_pixels: int) -> Path:
-    """Random-weight model + processor saved to ``out`` (vLLM and ``rft train`` load it from there)."""
+def build_model_dir(out: Path, arch: str, tiny: bool, max_pixels: int) -> Path:
+    """Random-weight model + processor saved to ``out`` (vLLM and ``rft train`` load it from there).
+
+    The model is built once; the processor is saved again whenever the row's pixel budget differs from the
+    saved one, since (A), (B) and vLLM read the budget from the folder (rft passes its recipe's)."""
     from transformers import AutoModelForImageTextToText, GenerationConfig
 
-    if (out / "config.json").is_file():
-        return out
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    torch.manual_seed(0)
-    with torch.device(device):
-        model = AutoModelForImageTextToText.from_config(qwen25vl_3b_config(tiny), dtype=torch.bfloat16)
-    model.generation_config = GenerationConfig(eos_token_id=151645, pad_token_id=151643)
-    model.save_pretrained(out)
-    word_level_processor(max_pixels).save_pretrained(out)
+    if not (out / "config.json").is_file():
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        torch.manual_seed(0)
+        with torch.device(device):
+            model = AutoModelForImageTextToText.from_config(qwen25vl_config(arch, tiny), dtype=torch.bfloat16)
+        model.generation_config = GenerationConfig(eos_token_id=151645, pad_token_id=151643)
+        model.save_pretrained(out)
+        del model
+    if saved_max_pixels(out) != max_pixels:
+        word_level_processor(max_pixels).save_pretrained(out)
     return out
+
+
+def saved_max_pixels(model_dir: Path) -> int | None:
+    """The pixel budget of the processor saved in ``model_dir`` (None: none saved)."""
+    config = model_dir / "preprocessor_config.json"
+    if not config.is_file():
+        return None
+    data = json.loads(config.read_text())
+    return (data.get("size") or {}).get("longest_edge", data.get("max_pixels"))
 
 
 def build_images(out: Path, n: int, size: tuple[int, int]) -> list[str]:
@@ -141,6 +176,107 @@ def bf16_peak_tflops() -> float | None:
     return 2 * 8192**3 * reps / (time.perf_counter() - start) / 1e12
 
 
+# --------------------------------------------------------------------------- the grid's rows (issue 17)
+
+
+class Row(NamedTuple):
+    """One row of the speed grid: the settings that define it (the rest is the standard set-up)."""
+
+    varies: str
+    arch: str = "3b"
+    lora: int = 0
+    image_size: str = "640x480"
+    max_pixels: int = 401_408
+    new_tokens: int = 256
+    generations: int = 8
+
+
+ROWS = {
+    "standard": Row("nothing: 640x480 images (391 image tokens), 256 new tokens, 8 generations, 3B"),
+    # 1280x960 resizes to 1288x952 (34 x 46 = 1,564 image tokens): the budget must allow 1280 * 960 pixels
+    "large_images": Row("1280x960 images", image_size="1280x960", max_pixels=1_228_800),
+    "long_completions": Row("1,024 new tokens", new_tokens=1024),
+    "gen16": Row("16 generations per prompt", generations=16),
+    "7b": Row("the 7B architecture", arch="7b"),
+    "lora": Row("LoRA r 64 on the language model", lora=64),
+}
+"""The grid's presets (``--row NAME``). Flags given explicitly win over a preset; the result then records the
+row under its name plus the changed settings (e.g. ``long_completions+new_tokens=64``)."""
+
+ROW_SETTINGS = tuple(name for name in Row._fields if name != "varies")
+
+
+def parse_image_size(text: str) -> tuple[int, int]:
+    """``"640x480"`` -> (640, 480): width x height."""
+    width, sep, height = text.lower().partition("x")
+    if not sep or not width.isdigit() or not height.isdigit():
+        raise SystemExit(f"--image-size {text!r}: expected WIDTHxHEIGHT, e.g. 640x480")
+    return int(width), int(height)
+
+
+def image_tokens(image_size: str, max_pixels: int, min_pixels: int = 3136) -> int:
+    """Image tokens per image as Qwen2.5-VL's image processor computes them for this size and pixel budget."""
+    from PIL import Image
+    from transformers import Qwen2VLImageProcessor
+
+    processor = Qwen2VLImageProcessor(size={"shortest_edge": min_pixels, "longest_edge": max_pixels},
+                                      patch_size=14, merge_size=2, temporal_patch_size=2)
+    grid = processor(images=[Image.new("RGB", parse_image_size(image_size))], return_tensors="pt")["image_grid_thw"]
+    return int(grid.prod()) // 4  # 2 x 2 patches merge into one token
+
+
+PROMPT_TEXT_TOKENS = 64
+"""An upper bound on a prompt's text tokens around its image (chat template and question: about 20)."""
+
+
+def max_model_length(tokens_per_image: int, new_tokens: int) -> int:
+    """vLLM's ``max_model_len`` for (B) and (C): TRL 1.16 + vLLM 0.25 expand each image twice in (B)'s
+    prompts (docs/gpu.md), so a prompt holds about 2 x image tokens + text, then the new tokens; rounded up
+    to a multiple of 1,024 (the standard row gets the 2,048 of issue 7's runs)."""
+    needed = 2 * tokens_per_image + PROMPT_TEXT_TOKENS + new_tokens
+    return -(-needed // 1024) * 1024
+
+
+TINY_TOKEN_DIVISOR = 8
+"""``--tiny`` generates this many times fewer new tokens than the row (unless ``--new-tokens`` is given)."""
+
+
+def resolve_row(args: argparse.Namespace) -> dict:
+    """Fill the row-defined options left unset from ``--row``'s preset (default: standard), then the derived
+    ones (``--max-model-length``, a tiny run's prompts); return the row record the result JSON carries."""
+    preset = ROWS[args.row or "standard"]
+    changed, tiny_note = [], None
+    for name in ROW_SETTINGS:
+        given = getattr(args, name)
+        if given is None:
+            setattr(args, name, getattr(preset, name))
+        elif given != getattr(preset, name):
+            changed.append(f"{name}={given}")
+    if args.tiny and "new_tokens=" not in " ".join(changed):
+        # the full vocabulary's logits (151,936 per token) dominate a tiny run on the CPU: an eighth of the
+        # row's new tokens keeps the rows' ratios (long_completions 4x standard) at minutes per row
+        tiny_note = f"tiny: new tokens {args.new_tokens} -> {args.new_tokens // TINY_TOKEN_DIVISOR} (1/{TINY_TOKEN_DIVISOR})"
+        args.new_tokens //= TINY_TOKEN_DIVISOR
+    if args.arch not in ARCHS:
+        raise SystemExit(f"--arch {args.arch!r}: expected one of {', '.join(ARCHS)}")
+    parse_image_size(args.image_size)
+    tokens = image_tokens(args.image_size, args.max_pixels)
+    if args.max_model_length is None:
+        args.max_model_length = max_model_length(tokens, args.new_tokens)
+    if args.prompts is None:
+        args.prompts = 1 if args.tiny else 8  # a tiny run keeps the row's generations, with fewer prompts
+    name = (args.row or ("standard" if not changed else "custom")) + "".join(f"+{c}" for c in changed)
+    return {"name": name, "varies": preset.varies if not changed else f"{preset.varies}; changed: {', '.join(changed)}",
+            "arch": args.arch, "lora": args.lora, "image_size": args.image_size, "max_pixels": args.max_pixels,
+            "image_tokens": tokens, "new_tokens": args.new_tokens, "generations": args.generations,
+            "prompts": args.prompts, "max_model_length": args.max_model_length, "tiny": args.tiny, "tiny_note": tiny_note}
+
+
+def model_dir_name(arch: str, tiny: bool) -> str:
+    """One model folder per architecture under ``--work``, so that the rows' models coexist."""
+    return f"model_tiny_{arch}" if tiny else f"model_{arch}"
+
+
 # --------------------------------------------------------------------------- instrumentation
 
 
@@ -156,6 +292,7 @@ class PhaseTimer:
         self.vision_per_step: list[dict] = []
         self.profile_step = profile_step  # 1-based step run under torch.profiler (left out of the medians)
         self.profile_table = ""
+        self.trainable_params: int | None = None  # counted at the first step (LoRA: the adapters)
 
     @staticmethod
     def _sync():
@@ -197,6 +334,8 @@ class PhaseTimer:
         def training_step(trainer, model, inputs, num_items_in_batch=None):
             timer._sync()
             timer.step_starts.append(time.perf_counter())
+            if timer.trainable_params is None:
+                timer.trainable_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
             timer.vision_per_step.append(dict(timer.vision))
             if len(timer.step_starts) == timer.profile_step:
                 return timer._profiled(original_step, trainer, model, inputs, num_items_in_batch)
@@ -308,7 +447,7 @@ class PhaseTimer:
                 "train_tokens": statistics.median(self.train_tokens[keep] or [0]),
                 "vision_tower_s": statistics.median([v["seconds"] for v in vision] or [0]),
                 "vision_tower_images": statistics.median([v["images"] for v in vision] or [0]),
-                "profile_table": self.profile_table}
+                "trainable_params": self.trainable_params, "profile_table": self.profile_table}
 
 
 class PeakMemory:
@@ -365,6 +504,22 @@ def length_reward(completions, **_):
     return [min(len(str(c)), 100) / 100 for c in completions]
 
 
+def trl_lora_config(model, r: int):
+    """(A)/(B)'s LoRA (None when ``r`` is 0): the adapters rft's recipe ``model.lora: {enabled: true, r, alpha: 2r}``
+    puts on the same model (its default target_modules, language model only, dropout 0.05; the projector, not
+    frozen by default, trains in full), built by rft's own helpers so that both modes train the same weights."""
+    if not r:
+        return None
+    from peft import LoraConfig
+
+    from rft.models.lora import lora_targets, projector_modules
+    from rft.recipe.schema import Lora
+
+    lora = Lora(enabled=True, r=r, alpha=2 * r)
+    return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=lora_targets(model, lora),
+                      modules_to_save=projector_modules(model) or None, task_type="CAUSAL_LM")
+
+
 def run_trl(mode: str, args) -> dict:
     from transformers import AutoModelForImageTextToText, AutoProcessor
     from trl import GRPOConfig, GRPOTrainer
@@ -393,7 +548,7 @@ def run_trl(mode: str, args) -> dict:
     images = json.loads(Path(args.images).read_text())
     with PeakMemory() as memory:
         trainer = GRPOTrainer(model=model, reward_funcs=length_reward, args=config, train_dataset=trl_dataset(images),
-                              processing_class=processor)
+                              processing_class=processor, peft_config=trl_lora_config(model, args.lora))
         trainer.train()
     return {**timer.report(), "peak_gpu_gib": memory.peak / 2**30}
 
@@ -410,7 +565,8 @@ def run_rft(args) -> dict:
     cuda = torch.cuda.is_available()
     recipe = validate({
         "model": {"path": args.model_dir, "dtype": "bfloat16" if cuda else "float32", "attn_implementation": "sdpa",
-                  "min_pixels": 3136, "max_pixels": args.max_pixels},
+                  "min_pixels": 3136, "max_pixels": args.max_pixels,
+                  "lora": {"enabled": bool(args.lora), "r": args.lora or 16, "alpha": 2 * (args.lora or 16)}},
         "data": {"datasets": [{"name": "bench", "kind": "rows_jsonl", "path": str(rows)}],
                  "templates": {"classification": PROMPT}},
         "rewards": [{"name": "classification_accuracy"}],
@@ -440,12 +596,23 @@ def mfu(result: dict, params: int, peak_tflops: float | None) -> float | None:
     return flops / (result["s_per_step"] * peak_tflops * 1e12)
 
 
+def failure(result: dict) -> str | None:
+    """Why a mode has no s/step: ``out of memory``, ``failed`` (see its log), ``too few steps`` (it ran, but
+    ``--steps`` left no step after the first to time), or None when it has one."""
+    if result.get("s_per_step"):
+        return None
+    if "error" not in result:
+        return "too few steps"
+    error = result["error"]
+    return "out of memory" if "out of memory" in error.lower() or "OutOfMemory" in error else "failed"
+
+
 def table(results: dict[str, dict], params: int, peak: float | None) -> str:
     head = ["mode", "s/step", "gen tok/s", "MFU", "peak GiB", *PHASES, "vision tower s (images)"]
     lines = [" | ".join(head), " | ".join("---" for _ in head)]
     for mode, r in results.items():
         if "error" in r:
-            lines.append(f"{mode} | failed: {r['error'][:80]}")
+            lines.append(f"{mode} | {failure(r)}: {r['error'][-80:]}")
             continue
         s = r["s_per_step"]
         m = mfu(r, params, peak)
@@ -461,14 +628,19 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--modes", default="A,B,C")
     p.add_argument("--steps", type=int, default=5)
-    p.add_argument("--prompts", type=int, default=8)
-    p.add_argument("--generations", type=int, default=8)
-    p.add_argument("--new-tokens", type=int, default=256)
-    p.add_argument("--max-pixels", type=int, default=401_408)
+    p.add_argument("--row", choices=list(ROWS), help="a row of issue 17's grid: presets the options below "
+                   "(explicit ones win, and the row's recorded name then says what changed); default: standard")
+    p.add_argument("--arch", help="model architecture: 3b or 7b (row preset; standard: 3b)")
+    p.add_argument("--lora", type=int, metavar="R", help="LoRA rank on the language model, 0 = off (row preset)")
+    p.add_argument("--image-size", metavar="WxH", help="synthetic image size (row preset; standard: 640x480)")
+    p.add_argument("--prompts", type=int, help="prompts per step (default 8; with --tiny 1)")
+    p.add_argument("--generations", type=int, help="generations per prompt (row preset; standard: 8)")
+    p.add_argument("--new-tokens", type=int, help="new tokens per completion (row preset; standard: 256)")
+    p.add_argument("--max-pixels", type=int, help="pixel budget per image (row preset; standard: 401,408)")
     p.add_argument("--vllm-memory", type=float, default=0.35)
-    # 2048: TRL 1.16 + vLLM 0.25 expand each image twice in (B)'s prompts (391 + 390 image tokens, docs/gpu.md);
-    # at 1024 vLLM would cut (B)'s completions short of 256 tokens
-    p.add_argument("--max-model-length", type=int, default=2048)
+    # default: TRL 1.16 + vLLM 0.25 expand each image twice in (B)'s prompts (391 + 390 image tokens, docs/gpu.md);
+    # 2 x image tokens + text + new tokens, rounded up to 1,024s (2,048 for the standard row, as in issue 7)
+    p.add_argument("--max-model-length", type=int, help="vLLM's max_model_len (default: from the row, see max_model_length)")
     p.add_argument("--profile", action="store_true",
                    help="run one more step under torch.profiler (left out of the medians); its table goes to the JSON")
     p.add_argument("--tiny", action="store_true", help="a tiny config of the same shape (checks the harness)")
@@ -482,6 +654,9 @@ def main() -> None:
                    help="(C): write the completion log every N steps (output.log_completions_every; 0: never)")
     p.add_argument("--label", help="the row name of a single mode's result (default: its letter), e.g. 'C no reuse'")
     p.add_argument("--plot", metavar="PNG", help="also draw each mode's step as a bar split by phase")
+    p.add_argument("--grid", nargs="+", metavar="JSON", help="print issue 17's grid: one line per row from the JSON "
+                   "files of earlier runs ((B) and (C) of a row in one file or in one each)")
+    p.add_argument("--grid-plot", metavar="PNG", help="with --grid: draw s/step against image tokens and completion length")
     p.add_argument("--child", help=argparse.SUPPRESS)  # internal: run one mode in this process
     p.add_argument("--model-dir", help=argparse.SUPPRESS)
     p.add_argument("--images", help=argparse.SUPPRESS)
@@ -489,6 +664,9 @@ def main() -> None:
     work = Path(args.work)
     if args.label and "," in args.modes:
         raise SystemExit("--label names the result of one mode: give --modes one letter")
+    if args.grid:
+        print_grid([json.loads(Path(f).read_text()) for f in args.grid], args.grid_plot)
+        return
     if args.merge:
         reports = [json.loads(Path(f).read_text()) for f in args.merge]
         results = {mode: r for report in reports for mode, r in report["results"].items()}
@@ -496,6 +674,7 @@ def main() -> None:
         # varies by a few percent from one process to the next; the highest gives the most conservative MFU)
         print_report(results, reports[0]["params"], max(r["bf16_peak_tflops"] or 0 for r in reports) or None, args.plot)
         return
+    row = resolve_row(args)
     if args.child:
         result = run_rft(args) if args.child == "C" else run_trl(args.child, args)
         if int(os.environ.get("RANK", "0")) == 0:
@@ -504,10 +683,15 @@ def main() -> None:
                 print(result["profile_table"], flush=True)
         return
     work.mkdir(parents=True, exist_ok=True)
-    model_dir = build_model_dir(work / ("model_tiny" if args.tiny else "model_3b"), args.tiny, args.max_pixels)
+    print(f"row {row['name']}: {row['varies']}; {row['image_tokens']} image tokens per image, {row['new_tokens']} new "
+          f"tokens, {row['prompts']} prompts x {row['generations']} generations, arch {row['arch']}, LoRA r "
+          f"{row['lora']}, max model length {row['max_model_length']}" + (" (tiny config)" if args.tiny else ""), flush=True)
+    if row["tiny_note"]:
+        print(row["tiny_note"], flush=True)
+    model_dir = build_model_dir(work / model_dir_name(args.arch, args.tiny), args.arch, args.tiny, args.max_pixels)
     n_images = args.prompts * (total_steps(args) + 1)
-    images = work / "images.json"
-    images.write_text(json.dumps(build_images(work / "images", n_images, (640, 480))))
+    images = work / f"images_{args.image_size}.json"
+    images.write_text(json.dumps(build_images(work / f"images_{args.image_size}", n_images, parse_image_size(args.image_size))))
     from transformers import AutoConfig, AutoModelForImageTextToText
 
     with torch.device("meta"):
@@ -528,7 +712,8 @@ def main() -> None:
         results[name] = json.loads(result_file.read_text()) if result_file.is_file() else {"error": log_file.read_text()[-2000:]}
         print(table({name: results[name]}, params, peak).splitlines()[-1], flush=True)
     report = {"date": time.strftime("%Y-%m-%d"), "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
-              "params": params, "bf16_peak_tflops": peak, "tiny": args.tiny, "settings": vars(args), "results": results}
+              "params": params, "bf16_peak_tflops": peak, "tiny": args.tiny, "row": row, "settings": vars(args),
+              "results": results}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=1))
     print_report(results, params, peak, args.plot)
@@ -593,6 +778,113 @@ def completion_log_line(result: dict) -> str | None:
     return (f"completion log: {main * 1e3:.1f} ms on the training thread + {background * 1e3:.0f} ms in the background "
             f"per logged step ({logs['logged_steps']} logged); every {COMPLETION_LOG_DEFAULT_GPU} steps: {share:.4%} "
             f"of a step on the training thread")
+
+
+# --------------------------------------------------------------------------- the grid (issue 17)
+
+GRID_MODES = ("B", "C")
+"""The grid compares TRL + vLLM colocate (B) with ``rft train`` (C), row by row."""
+
+
+def grid_rows(reports: list[dict]) -> dict[str, dict]:
+    """The reports' results gathered per row name, in the order of ROWS (then the others as they come):
+    ``{name: {"row": settings, "params": N, "peak": TFLOP/s, "results": {mode: result}}}``."""
+    rows: dict[str, dict] = {}
+    for report in reports:
+        settings = report.get("row") or {"name": "standard", "varies": ROWS["standard"].varies}
+        entry = rows.setdefault(settings["name"], {"row": settings, "params": report["params"], "peak": None, "results": {}})
+        entry["results"].update(report["results"])
+        # the highest bf16 peak measured among the row's runs, as --merge does (the most conservative MFU)
+        entry["peak"] = max(entry["peak"] or 0, report.get("bf16_peak_tflops") or 0) or None
+    order = {name: i for i, name in enumerate(ROWS)}
+    return dict(sorted(rows.items(), key=lambda item: order.get(item[0].split("+")[0], len(order))))
+
+
+def mode_cell(results: dict[str, dict], mode: str, key: str = "s_per_step", fmt: str = "{:.2f}") -> str:
+    """One mode's value in the grid, or why it has none (not run, out of memory, failed)."""
+    r = results.get(mode)
+    if r is None:
+        return "not run"
+    why = failure(r)
+    if why and (key == "s_per_step" or "error" in r):
+        return why
+    value = r.get(key)
+    return fmt.format(value) if value is not None else "-"
+
+
+def phase_split(result: dict) -> str:
+    """A mode's step split by phase, as ``generation 1.5 / weight_sync 0.1 / ...`` (seconds)."""
+    return " / ".join(f"{p.split('_')[0]} {result['phases'][p]:.2f}" for p in PHASES) if result.get("phases") else "-"
+
+
+def ratio(results: dict[str, dict]) -> float | None:
+    """(B) s/step / (C) s/step: how many times faster ``rft train`` takes a step; None when either failed."""
+    b, c = (results.get(m, {}).get("s_per_step") for m in GRID_MODES)
+    return b / c if b and c else None
+
+
+def grid_table(rows: dict[str, dict]) -> str:
+    """The grid as one markdown table, one line per row."""
+    head = ["row", "varies", "image tokens", "new tokens", "(B) s/step", "(C) s/step", "B / C", "(C) MFU",
+            "(B) peak GiB", "(C) peak GiB", "(C) phases (s)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for name, entry in rows.items():
+        row, results = entry["row"], entry["results"]
+        c = results.get("C", {})
+        c_mfu = None if failure(c) else mfu(c, entry["params"], entry["peak"])
+        r = ratio(results)
+        cells = [name, row.get("varies", ""), str(row.get("image_tokens", "-")), str(row.get("new_tokens", "-")),
+                 mode_cell(results, "B"), mode_cell(results, "C"), f"{r:.2f}x" if r else "-",
+                 f"{c_mfu:.1%}" if c_mfu is not None else "-", mode_cell(results, "B", "peak_gpu_gib", "{:.1f}"),
+                 mode_cell(results, "C", "peak_gpu_gib", "{:.1f}"), phase_split(c)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot_grid(rows: dict[str, dict], path: Path) -> Path:
+    """s/step of (B) and (C) against image tokens (rows standard, large_images) and against completion
+    length (standard, long_completions), side by side; a mode's missing or failed points are left out."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=110)
+    panels = ((axes[0], ("standard", "large_images"), "image_tokens", "image tokens per image"),
+              (axes[1], ("standard", "long_completions"), "new_tokens", "completion length (new tokens)"))
+    for ax, names, key, label in panels:
+        for mode, style in zip(GRID_MODES, ("o-", "s-")):
+            points = sorted((rows[n]["row"][key], rows[n]["results"][mode]["s_per_step"]) for n in names
+                            if n in rows and (rows[n]["results"].get(mode) or {}).get("s_per_step"))
+            if points:
+                ax.plot(*zip(*points), style, label=f"({mode})")
+                for x, y in points:
+                    ax.annotate(f"{y:.1f}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        ax.set_xlabel(label)
+        ax.set_ylabel("seconds per GRPO step (median)")
+        ax.set_ylim(bottom=0)
+        if ax.lines:
+            ax.legend()
+    axes[0].set_title("image size")
+    axes[1].set_title("completion length")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def print_grid(reports: list[dict], plot: str | None = None) -> None:
+    """Issue 17's grid from the result JSONs of its rows, and with ``plot`` its two growth plots."""
+    rows = grid_rows(reports)
+    devices = sorted({r.get("device", "?") for r in reports})
+    print(f"\n{', '.join(devices)}; B / C = (B) s/step / (C) s/step\n")
+    print(grid_table(rows))
+    for name, entry in rows.items():
+        for mode, r in entry["results"].items():
+            if failure(r) and "error" in r:
+                print(f"\n{name} ({mode}) {failure(r)}; end of its log:\n{r['error'][-300:]}")
+    if plot:
+        print("\ngrowth plots:", plot_grid(rows, Path(plot)))
 
 
 if __name__ == "__main__":

@@ -63,7 +63,9 @@ def weight_fingerprint(model: nn.Module) -> dict[str, list]:
         flat = tensor.detach().reshape(-1)
         if flat.numel() == 0:  # a ZeRO-3 placeholder
             continue
-        index = torch.linspace(0, flat.numel() - 1, _VALUES_PER_TENSOR).long().unique()
+        # float32 linspace can round the last index up past the end (e.g. 151,936 x 128 values): clamped,
+        # which leaves every fingerprint that did not fail unchanged
+        index = torch.linspace(0, flat.numel() - 1, _VALUES_PER_TENSOR).long().clamp_(max=flat.numel() - 1).unique()
         out[name] = [list(tensor.shape), flat[index].float().cpu().tolist()]
     return out
 
