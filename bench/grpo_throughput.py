@@ -5,8 +5,10 @@
   (C) ``rft train`` with its best settings
 
 Set-up (identical for all three): 8 prompts x 8 generations per step, one 640x480 image per prompt at a
-pixel budget of 401,408 (391 image tokens), 256 new tokens, bf16, SDPA, gradient checkpointing; a
+pixel budget of 401,408 (391 image tokens), 256 new tokens, bf16, SDPA, gradient checkpointing, the same
+parameters trained (the vision tower frozen, rft's default; ``--train-vision`` trains it in every mode); a
 word-level tokenizer of the full 151,936-token vocabulary and synthetic images, built on the machine.
+(Before 2026-12-03, (A) and (B) trained the vision tower and (C) did not: docs/performance.md.)
 Each mode runs in its own process (``torchrun``, as TRL's colocated vLLM needs). Prints a table with
 s/step (median after the first step), generated tokens/s, MFU = (6 N T_train + 2 N T_generated) /
 (time x measured bf16 matmul peak), peak GPU memory (device-wide, sampled), and the time per phase;
@@ -269,7 +271,8 @@ def resolve_row(args: argparse.Namespace) -> dict:
     return {"name": name, "varies": preset.varies if not changed else f"{preset.varies}; changed: {', '.join(changed)}",
             "arch": args.arch, "lora": args.lora, "image_size": args.image_size, "max_pixels": args.max_pixels,
             "image_tokens": tokens, "new_tokens": args.new_tokens, "generations": args.generations,
-            "prompts": args.prompts, "max_model_length": args.max_model_length, "tiny": args.tiny, "tiny_note": tiny_note}
+            "prompts": args.prompts, "max_model_length": args.max_model_length, "tiny": args.tiny, "tiny_note": tiny_note,
+            "train_vision": args.train_vision}
 
 
 def model_dir_name(arch: str, tiny: bool) -> str:
@@ -520,6 +523,14 @@ def trl_lora_config(model, r: int):
                       modules_to_save=projector_modules(model) or None, task_type="CAUSAL_LM")
 
 
+def train_like_rft(model, train_vision: bool) -> dict[str, int]:
+    """(A)/(B) train what (C)'s recipe trains: rft's default freezes the vision tower (``model.freeze.vision``);
+    returns the trainable parameters per part."""
+    from rft.models.parts import freeze_parts
+
+    return freeze_parts(model, [] if train_vision else ["vision"])
+
+
 def run_trl(mode: str, args) -> dict:
     from transformers import AutoModelForImageTextToText, AutoProcessor
     from trl import GRPOConfig, GRPOTrainer
@@ -530,6 +541,7 @@ def run_trl(mode: str, args) -> dict:
     model = AutoModelForImageTextToText.from_pretrained(args.model_dir, dtype=torch.bfloat16 if cuda else torch.float32,
                                                         attn_implementation="sdpa")
     processor = AutoProcessor.from_pretrained(args.model_dir)
+    train_like_rft(model, args.train_vision)
     config = GRPOConfig(
         output_dir=str(Path(args.work) / f"trl_{mode}"), per_device_train_batch_size=args.prompts * args.generations,
         num_generations=args.generations, max_completion_length=args.new_tokens, max_steps=total_steps(args),
@@ -565,7 +577,7 @@ def run_rft(args) -> dict:
     cuda = torch.cuda.is_available()
     recipe = validate({
         "model": {"path": args.model_dir, "dtype": "bfloat16" if cuda else "float32", "attn_implementation": "sdpa",
-                  "min_pixels": 3136, "max_pixels": args.max_pixels,
+                  "min_pixels": 3136, "max_pixels": args.max_pixels, "freeze": {"vision": not args.train_vision},
                   "lora": {"enabled": bool(args.lora), "r": args.lora or 16, "alpha": 2 * (args.lora or 16)}},
         "data": {"datasets": [{"name": "bench", "kind": "rows_jsonl", "path": str(rows)}],
                  "templates": {"classification": PROMPT}},
@@ -631,6 +643,9 @@ def main() -> None:
     p.add_argument("--row", choices=list(ROWS), help="a row of issue 17's grid: presets the options below "
                    "(explicit ones win, and the row's recorded name then says what changed); default: standard")
     p.add_argument("--arch", help="model architecture: 3b or 7b (row preset; standard: 3b)")
+    p.add_argument("--train-vision", action="store_true",
+                   help="train the vision tower in every mode (default: frozen in every mode, rft's default "
+                        "model.freeze.vision, so that (A), (B) and (C) train the same parameters)")
     p.add_argument("--lora", type=int, metavar="R", help="LoRA rank on the language model, 0 = off (row preset)")
     p.add_argument("--image-size", metavar="WxH", help="synthetic image size (row preset; standard: 640x480)")
     p.add_argument("--prompts", type=int, help="prompts per step (default 8; with --tiny 1)")

@@ -13,7 +13,7 @@ spec.loader.exec_module(bench)
 
 
 def resolved(**given) -> tuple[argparse.Namespace, dict]:
-    args = argparse.Namespace(row=None, tiny=False, prompts=None, max_model_length=None,
+    args = argparse.Namespace(row=None, tiny=False, prompts=None, max_model_length=None, train_vision=False,
                               **{name: None for name in bench.ROW_SETTINGS})
     for key, value in given.items():
         setattr(args, key, value)
@@ -92,3 +92,19 @@ def test_grid_table_ratios_failures_and_plot(tmp_path):
     assert lines["standard"][10].startswith("generation 0.60 / weight 0.60")
     png = bench.plot_grid(rows, tmp_path / "grid.png")
     assert png.stat().st_size > 10_000
+
+
+def test_every_mode_trains_the_same_parts():
+    """(A)/(B) freeze the vision tower as (C)'s recipe does (rft's default), unless --train-vision: the rows
+    compare frameworks training the same parameters."""
+    from transformers import AutoModelForImageTextToText
+
+    from rft.recipe.schema import ModelSection
+
+    assert ModelSection(path="x").freeze.vision  # (C)'s recipe: rft's default
+    _, row = resolved()
+    assert row["train_vision"] is False and resolved(train_vision=True)[1]["train_vision"] is True
+    config = bench.qwen25vl_config("3b", tiny=True)
+    frozen = bench.train_like_rft(AutoModelForImageTextToText.from_config(config), train_vision=False)
+    trained = bench.train_like_rft(AutoModelForImageTextToText.from_config(config), train_vision=True)
+    assert frozen["vision"] == 0 < trained["vision"] and frozen["language"] == trained["language"] > 0
