@@ -230,3 +230,19 @@ def test_an_adapter_of_the_wrong_shape_is_a_message(adapter, tmp_path):
     foreign = copy_adapter(adapter, tmp_path / "foreign", base=wider, record=False)  # from elsewhere: no record
     with pytest.raises(RecipeError, match=r"the LoRA adapter does not fit the model '.*wider' \(RuntimeError: .*size mismatch"):
         load_checkpoint(ModelSection(path=str(wider)), foreign, tmp_path)
+
+
+def test_weight_fingerprint_of_a_full_vocabulary_embedding():
+    """151,936 x 128 values: float32 linspace rounds the last index past the end; the fingerprint reads the last
+    value instead of failing, and still tells two weights apart."""
+    from torch import nn
+
+    from rft.models.lora import weight_fingerprint
+
+    torch.manual_seed(0)
+    model = nn.Embedding(151_936, 128)
+    shape, values = weight_fingerprint(model)["weight"]
+    assert shape == [151_936, 128] and values[-1] == model.weight.reshape(-1)[-1].item()
+    assert weight_fingerprint(model) == weight_fingerprint(model)
+    other = nn.Embedding(151_936, 128)
+    assert weight_fingerprint(other) != weight_fingerprint(model)
