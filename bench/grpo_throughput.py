@@ -259,8 +259,6 @@ def resolve_row(args: argparse.Namespace) -> dict:
         # row's new tokens keeps the rows' ratios (long_completions 4x standard) at minutes per row
         tiny_note = f"tiny: new tokens {args.new_tokens} -> {args.new_tokens // TINY_TOKEN_DIVISOR} (1/{TINY_TOKEN_DIVISOR})"
         args.new_tokens //= TINY_TOKEN_DIVISOR
-    if args.arch not in ARCHS:
-        raise SystemExit(f"--arch {args.arch!r}: expected one of {', '.join(ARCHS)}")
     parse_image_size(args.image_size)
     tokens = image_tokens(args.image_size, args.max_pixels)
     if args.max_model_length is None:
@@ -642,7 +640,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--row", choices=list(ROWS), help="a row of issue 17's grid: presets the options below "
                    "(explicit ones win, and the row's recorded name then says what changed); default: standard")
-    p.add_argument("--arch", help="model architecture: 3b or 7b (row preset; standard: 3b)")
+    p.add_argument("--arch", choices=ARCHS, help="model architecture (row preset; standard: 3b)")
     p.add_argument("--train-vision", action="store_true",
                    help="train the vision tower in every mode (default: frozen in every mode, rft's default "
                         "model.freeze.vision, so that (A), (B) and (C) train the same parameters)")
@@ -685,9 +683,7 @@ def main() -> None:
     if args.merge:
         reports = [json.loads(Path(f).read_text()) for f in args.merge]
         results = {mode: r for report in reports for mode, r in report["results"].items()}
-        # one MFU denominator for all modes: the highest bf16 peak measured among the runs (the measurement
-        # varies by a few percent from one process to the next; the highest gives the most conservative MFU)
-        print_report(results, reports[0]["params"], max(r["bf16_peak_tflops"] or 0 for r in reports) or None, args.plot)
+        print_report(results, reports[0]["params"], highest_peak(reports), args.plot)  # one MFU denominator for all
         return
     row = resolve_row(args)
     if args.child:
@@ -801,16 +797,24 @@ GRID_MODES = ("B", "C")
 """The grid compares TRL + vLLM colocate (B) with ``rft train`` (C), row by row."""
 
 
+def highest_peak(reports: list[dict]) -> float | None:
+    """The highest bf16 matmul peak measured among runs (TFLOP/s): the MFU denominator of results gathered from
+    several runs (the measurement varies by a few percent between processes; the highest gives the most
+    conservative MFU)."""
+    return max((r.get("bf16_peak_tflops") or 0 for r in reports), default=0) or None
+
+
 def grid_rows(reports: list[dict]) -> dict[str, dict]:
     """The reports' results gathered per row name, in the order of ROWS (then the others as they come):
     ``{name: {"row": settings, "params": N, "peak": TFLOP/s, "results": {mode: result}}}``."""
     rows: dict[str, dict] = {}
     for report in reports:
         settings = report.get("row") or {"name": "standard", "varies": ROWS["standard"].varies}
-        entry = rows.setdefault(settings["name"], {"row": settings, "params": report["params"], "peak": None, "results": {}})
+        entry = rows.setdefault(settings["name"], {"row": settings, "params": report["params"], "reports": [], "results": {}})
         entry["results"].update(report["results"])
-        # the highest bf16 peak measured among the row's runs, as --merge does (the most conservative MFU)
-        entry["peak"] = max(entry["peak"] or 0, report.get("bf16_peak_tflops") or 0) or None
+        entry["reports"].append(report)
+    for entry in rows.values():  # as --merge does: one MFU denominator per row
+        entry["peak"] = highest_peak(entry.pop("reports"))
     order = {name: i for i, name in enumerate(ROWS)}
     return dict(sorted(rows.items(), key=lambda item: order.get(item[0].split("+")[0], len(order))))
 

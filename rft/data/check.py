@@ -191,7 +191,7 @@ def _pictures(rows: list[Row], folder: Path, n: int) -> list[Path]:
         title = f"{row['id']}: {what or 'no label'}" + ("" if row["solution"]["boxes"] else " (negative: no box)")
         scale = 2 if max(row["image_size"]) < 512 else 1
         paths.append(draw_boxes(row["image"], row["solution"]["boxes"], [], title, folder / picture_name(i, row["id"]), scale,
-                                others=(row.get("images") or [])[1:]))
+                                others=[path for path, _ in row_images(row)[1:]]))
     return paths
 
 

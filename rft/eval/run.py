@@ -50,6 +50,7 @@ def generate_samples(loaded, rows: list[dict], recipe: Recipe, batch_size: int |
 
 def draw_pictures(samples: list[dict], out: Path, n: int) -> list[Path]:
     """Ground-truth and predicted boxes for the first ``n`` detection/grounding samples."""
+    from rft.data.build import trl_images
     from rft.eval.pictures import boxes_of, draw_boxes, picture_name
 
     box_samples = [s for s in samples if s["task"] in BOX_TASKS][:n]
@@ -57,7 +58,7 @@ def draw_pictures(samples: list[dict], out: Path, n: int) -> list[Path]:
     for i, (s, (truth, predicted)) in enumerate(zip(box_samples, boxes_of(box_samples))):
         # boxes are in original-image pixels; the picture is of the resized copy the model saw
         paths.append(draw_boxes(s["image"], truth, predicted, s["id"], out / "pictures" / picture_name(i, s["id"]),
-                                boxes_size=s["image_size"], others=(s.get("images") or [])[1:]))
+                                boxes_size=s["image_size"], others=trl_images(s)[1:]))
     return paths
 
 

@@ -126,6 +126,7 @@ class CompletionLog:
 
     def _record(self, step: int, row: dict, completion: Any, values: list[float], advantage: float) -> dict:
         from rewards.inputs import completion_text
+        from rft.data.build import trl_images
 
         named = {n: (None if v != v else v) for n, v in zip(self.reward_names, values)}  # NaN: does not apply
         applied = [(v, w) for v, w in zip(values, self.reward_weights) if v == v]
@@ -135,8 +136,7 @@ class CompletionLog:
             "rewards": named, "reward": sum(v * w for v, w in applied) if applied else None, "advantage": advantage,
             "solution": row.get("solution"), "image_size": row.get("image_size"), "coord_format": row.get("coord_format"),
             "model_image_size": row.get("model_image_size"),
-            "_image": row.get("image") or (row.get("images") or [None])[0],  # the image the boxes refer to
-            "_others": list(row.get("images") or [])[1:],  # a row's further images, drawn beside it
+            "_images": trl_images(row),  # the first is the one the boxes refer to; the others are drawn beside it
         }
 
     # ------------------------------------------------------------------ on the background thread
@@ -150,7 +150,7 @@ class CompletionLog:
         folder.mkdir(parents=True, exist_ok=True)
         pictures = []
         for k, (record, boxes) in enumerate(zip(records, _boxes(records))):
-            image, others = record.pop("_image"), record.pop("_others")
+            image, *others = record.pop("_images") or [None]
             record["solution"] = _json_or_text(record["solution"])
             if boxes is not None:
                 record["boxes"] = boxes

@@ -75,12 +75,12 @@ class Proof:
     in_process: bool
     deadline_s: float
     sets: list[str] = field(default_factory=list)
+    """``--set`` overrides of the part's recipe (few-shot or base), for every command of the part."""
     base_steps: int | None = None
+    """The base run's steps when given (``--base-steps``), instead of as many as fit the part's time."""
     base_recipe: Path = BASE_RECIPE
     """The base part's recipe (``--base-recipe``): base.yaml, or base_named.yaml (the novel names and looks seen
     in classification only)."""
-    """The base run's steps when given (``--base-steps``), instead of as many as fit the part's time."""
-    """``--set`` overrides of the few-shot recipe, for every command of a few-shot part."""
     start: float = field(default_factory=time.monotonic)
     commands: list[dict] = field(default_factory=list)
 
@@ -359,29 +359,26 @@ def base_pixels(base_dir: Path) -> list[str]:
 def part_base(proof: Proof) -> dict:
     from rft.recipe import load_recipe
 
-    base_dir = proof.work / "base"
-    toy = toy_base(proof.base_recipe) if proof.toy else []
-    check = [*toy, *(TOY_CHECK if proof.toy else [f"sft.steps={CHECK_STEPS}", f"data.datasets[0].num_samples={CHECK_ROWS}"]),
+    base_dir, recipe = proof.work / "base", proof.base_recipe
+    sets = [*(toy_base(recipe) if proof.toy else []), *proof.sets]  # every base command's overrides
+    check = [*sets, *(TOY_CHECK if proof.toy else [f"sft.steps={CHECK_STEPS}", f"data.datasets[0].num_samples={CHECK_ROWS}"]),
              "eval.datasets=[]"]
     for folder in (base_dir, proof.work / "check_a", proof.work / "check_b"):
         shutil.rmtree(folder, ignore_errors=True)
     # 1. two identical short runs: the same weights bit for bit, and the speed that sizes the real run
-    check = [*check, *proof.sets]
-    checks = [start(proof, f"check_{x}", rft_argv(proof, "sft", proof.base_recipe, [*check, f"output.dir={proof.work / f'check_{x}'}"]))
+    checks = [start(proof, f"check_{x}", rft_argv(proof, "sft", recipe, [*check, f"output.dir={proof.work / f'check_{x}'}"]))
               for x in "ab"]
     wait(proof, *checks, reserve=EVAL_RESERVE_S)
     check_runs = [run_summary(proof.work / f"check_{x}", proof.work / "none", None) for x in "ab"]
-    recipe = proof.base_recipe
-    steps, per_step = base_steps(proof, check_runs, load_recipe(recipe, [*toy, *proof.sets]).sft.steps)
-    if proof.base_steps:
-        steps = proof.base_steps
+    steps, per_step = base_steps(proof, check_runs, load_recipe(recipe, sets).sft.steps)
+    steps = proof.base_steps or steps
     proof.log(f"check runs: {per_step} s/step; base run: {steps} steps")
     # 2. the base model; its training stops at the part's deadline in any case (keeping its model)
     cap = max(10.0, proof.left() - BASE_STARTUP_S - AFTER_BASE_S / 2)
-    main = start(proof, "base_sft", rft_argv(proof, "sft", recipe, [*toy, *proof.sets, f"output.dir={base_dir}", f"sft.steps={steps}",
-                                                                       f"sft.max_seconds={cap:.0f}"]))
+    main = start(proof, "base_sft", rft_argv(proof, "sft", recipe, [*sets, f"output.dir={base_dir}", f"sft.steps={steps}",
+                                                                    f"sft.max_seconds={cap:.0f}"]))
     data = data_digests({  # while it trains: every data set rebuilt twice from its seed
-        "base_train": (recipe, [*toy, *proof.sets], "data"), "base_heldout": (recipe, [*toy, *proof.sets], "eval"),
+        "base_train": (recipe, sets, "data"), "base_heldout": (recipe, sets, "eval"),
         **{f"novel_fewshot_n{n}": (FEWSHOT_RECIPE, [f"data.datasets[0].num_samples={n}"], "data") for n in (16, 64)},
         "novel_heldout": (FEWSHOT_RECIPE, TOY_FEWSHOT if proof.toy else [], "eval"),
     })
@@ -389,7 +386,7 @@ def part_base(proof: Proof) -> dict:
     final = base_dir / "final"
     # 3. rft eval on held-out images of the base categories, and of the novel ones (the few-shot parts' "before")
     if base_ok:
-        evals = [start(proof, "eval_base", rft_argv(proof, "eval", recipe, [*toy, *proof.sets], ["--model", str(final), "--output-dir",
+        evals = [start(proof, "eval_base", rft_argv(proof, "eval", recipe, sets, ["--model", str(final), "--output-dir",
                                                                                      str(proof.results / "eval_base")])),
                  start(proof, "eval_novel", rft_argv(proof, "eval", FEWSHOT_RECIPE, [*(TOY_FEWSHOT if proof.toy else []), *base_pixels(base_dir)],
                                                      ["--model", str(final), "--output-dir", str(proof.results / "eval_novel")]))]
@@ -397,11 +394,11 @@ def part_base(proof: Proof) -> dict:
     copy_run(base_dir, proof.results, "base")
     weights = [sha256(proof.work / f"check_{x}" / "final" / "model.safetensors") for x in "ab"]
     base = run_summary(base_dir, proof.results / "eval_base", main.seconds)
+    named = str(recipe.relative_to(ROOT) if recipe.is_relative_to(ROOT) else recipe)
     return {
         "base": {**base, "sha256": sha256(final / "model.safetensors"), "path": str(final),
-                 "recipe": str(recipe.relative_to(ROOT)) if recipe.is_relative_to(ROOT) else str(recipe), "sets": proof.sets,
-                 "rebuild": " ".join([f"rft sft {recipe.relative_to(ROOT) if recipe.is_relative_to(ROOT) else recipe}",
-                                      *[f"--set '{s}'" for s in proof.sets], f"--set sft.steps={steps}"])},
+                 "recipe": named, "sets": proof.sets,
+                 "rebuild": " ".join([f"rft sft {named}", *[f"--set '{s}'" for s in proof.sets], f"--set sft.steps={steps}"])},
         "bit_for_bit": {"check_steps": check_runs[0]["steps"], "check_seconds_per_step": per_step, "weights_sha256": weights,
                         "weights_identical": weights[0] is not None and weights[0] == weights[1], "data": data},
         "eval_base": eval_summary(proof.results / "eval_base"),
